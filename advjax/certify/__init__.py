@@ -1,0 +1,51 @@
+"""Certified robustness: interval bounds, CROWN, verified accuracy, randomized smoothing.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from advjax.certify import interval_bounds
+    >>> interval_bounds(jnp.tanh)(jnp.array(0.0), jnp.array(1.0))[0].tolist()
+    0.0
+"""
+
+from advjax.certify._certified import (
+    METHODS,
+    certified_accuracy,
+    certified_margins,
+    specification_matrix,
+)
+from advjax.certify._crown import crown_bounds, crown_ibp_bounds, linear_bounds, margin_bounds
+from advjax.certify._interval import INTERVAL_RULES, interval_bounds
+from advjax.certify._jaxpr_interp import Interval, UnsupportedPrimitiveError
+from advjax.certify._smoothing import (
+    ABSTAIN,
+    binomial_test_two_sided,
+    certified_accuracy_at_radii,
+    clopper_pearson_lower,
+    gaussian_noise_augment,
+    sample_counts,
+    smooth_certify,
+    smooth_predict,
+)
+
+__all__ = [
+    "ABSTAIN",
+    "INTERVAL_RULES",
+    "Interval",
+    "METHODS",
+    "UnsupportedPrimitiveError",
+    "binomial_test_two_sided",
+    "certified_accuracy",
+    "certified_accuracy_at_radii",
+    "certified_margins",
+    "clopper_pearson_lower",
+    "crown_bounds",
+    "crown_ibp_bounds",
+    "gaussian_noise_augment",
+    "interval_bounds",
+    "linear_bounds",
+    "margin_bounds",
+    "sample_counts",
+    "smooth_certify",
+    "smooth_predict",
+    "specification_matrix",
+]

@@ -1,0 +1,140 @@
+"""Per-example objectives of logits: ``(logits[B, K], target) -> loss[B]``.
+
+A target is either integer labels ``[B]`` or soft targets ``[B, K]`` (rows of
+probabilities), so that cross-entropy on hard labels and TRADES' KL term share
+one code path. Attacks maximise these losses (untargeted) or minimise them
+towards a target class (targeted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Loss = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def as_probabilities(target: jax.Array, num_classes: int) -> jax.Array:
+    """Returns soft targets ``[B, K]`` from integer labels ``[B]`` or soft targets."""
+    if jnp.issubdtype(target.dtype, jnp.integer):
+        return jax.nn.one_hot(target, num_classes, dtype=jnp.float32)
+    return target
+
+
+def as_labels(target: jax.Array) -> jax.Array:
+    """Returns integer labels ``[B]``: the labels themselves or the argmax of soft targets."""
+    if jnp.issubdtype(target.dtype, jnp.integer):
+        return target
+    return jnp.argmax(target, axis=-1)
+
+
+def ce(logits: jax.Array, target: jax.Array) -> jax.Array:
+    """Cross-entropy between ``softmax(logits)`` and hard or soft targets.
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores.
+      target: integer labels ``[B]`` or probabilities ``[B, K]``.
+
+    Returns:
+      The per-example loss ``[B]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import losses
+      >>> losses.ce(jnp.array([[2.0, 0.0]]), jnp.array([0])).round(3)
+      Array([0.127], dtype=float32)
+    """
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.sum(as_probabilities(target, logits.shape[-1]) * log_probs, axis=-1)
+
+
+def cw_margin(
+    logits: jax.Array, target: jax.Array, confidence: float | None = None
+) -> jax.Array:
+    """Carlini-Wagner margin ``max_{j != y} z_j - z_y``, capped at ``confidence``.
+
+    Positive exactly when the example is misclassified (ties aside), so an
+    untargeted attack maximises it. Carlini & Wagner (2017), "Towards Evaluating
+    the Robustness of Neural Networks", objective f6.
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores.
+      target: integer labels ``[B]`` or soft targets (their argmax is used).
+      confidence: the margin ``kappa`` beyond which the loss stops growing;
+        ``None`` (the default) applies no cap.
+
+    Returns:
+      The per-example margin ``[B]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import losses
+      >>> losses.cw_margin(jnp.array([[2.0, 0.5, 1.0]]), jnp.array([0]))
+      Array([-1.], dtype=float32)
+    """
+    logits = logits.astype(jnp.float32)
+    labels = as_labels(target)
+    one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=bool)
+    true_logit = jnp.sum(jnp.where(one_hot, logits, 0.0), axis=-1)
+    best_other = jnp.max(jnp.where(one_hot, -jnp.inf, logits), axis=-1)
+    margin = best_other - true_logit
+    if confidence is not None:
+        margin = jnp.minimum(margin, confidence)
+    return margin
+
+
+def kl(logits: jax.Array, target: jax.Array) -> jax.Array:
+    """KL divergence ``KL(target || softmax(logits))`` per example.
+
+    With ``target = softmax(clean_logits)`` this is TRADES' inner objective
+    (Zhang et al. 2019). Integer labels are treated as one-hot, which makes it
+    equal to cross-entropy.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax import losses
+      >>> p = jax.nn.softmax(jnp.array([[1.0, 2.0]]))
+      >>> losses.kl(jnp.array([[1.0, 2.0]]), p).round(6)
+      Array([0.], dtype=float32)
+    """
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    p = as_probabilities(target, logits.shape[-1])
+    return jnp.sum(jax.scipy.special.xlogy(p, p) - p * log_probs, axis=-1)
+
+
+def dlr(logits: jax.Array, target: jax.Array) -> jax.Array:
+    """Difference-of-logits-ratio loss of Croce & Hein (2020), untargeted.
+
+    ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3)`` with ``pi`` the logits sorted
+    in decreasing order: invariant to shift and scale of the logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import losses
+      >>> losses.dlr(jnp.array([[3.0, 1.0, 0.0]]), jnp.array([0])).round(3)
+      Array([-0.667], dtype=float32)
+    """
+    logits = logits.astype(jnp.float32)
+    sorted_logits = jnp.sort(logits, axis=-1)
+    scale = sorted_logits[:, -1] - sorted_logits[:, -3] + 1e-12
+    return cw_margin(logits, target) / scale
+
+
+_LOSSES = {"ce": ce, "cw": cw_margin, "cw_margin": cw_margin, "kl": kl, "dlr": dlr}
+
+
+def get_loss(loss: str | Loss) -> Loss:
+    """Resolves a loss given by name (``ce``, ``cw``, ``kl``, ``dlr``) or as a callable.
+
+    Example:
+      >>> from advjax import losses
+      >>> losses.get_loss("ce") is losses.ce
+      True
+    """
+    if callable(loss):
+        return loss
+    if isinstance(loss, str) and loss in _LOSSES:
+        return _LOSSES[loss]
+    raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(_LOSSES)} or pass a callable.")
