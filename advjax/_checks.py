@@ -26,7 +26,9 @@ def check_epsilon(eps, name: str = "eps") -> None:
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name} must be finite, got {eps!r}.")
     if np.any(values < 0):
-        raise ValueError(f"{name} must be >= 0, got {eps!r}: a perturbation budget cannot be negative.")
+        raise ValueError(
+            f"{name} must be >= 0, got {eps!r}: a perturbation budget cannot be negative."
+        )
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:

@@ -23,10 +23,10 @@ def pgd(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
-    """Builds a projected-gradient attack (Madry et al. 2018, "Towards Deep Learning
-    Models Resistant to Adversarial Attacks").
+    """Builds a projected-gradient (PGD) attack.
 
-    Each step moves along the threat model's steepest-ascent direction of the loss,
+    Madry et al. (2018), "Towards Deep Learning Models Resistant to Adversarial
+    Attacks". Each step moves along the threat model's steepest-ascent direction of the loss,
     projects back onto the eps-ball around the input and clips to the valid range.
     The step loop is one ``lax.fori_loop``; restarts are batched with ``vmap``
     (see :func:`with_restarts`).

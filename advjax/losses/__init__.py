@@ -1,5 +1,14 @@
 """Per-example objectives of logits shared by attacks and training."""
 
-from advjax.losses._losses import Loss, as_labels, as_probabilities, ce, cw_margin, dlr, get_loss, kl
+from advjax.losses._losses import (
+    Loss,
+    as_labels,
+    as_probabilities,
+    ce,
+    cw_margin,
+    dlr,
+    get_loss,
+    kl,
+)
 
 __all__ = ["Loss", "as_labels", "as_probabilities", "ce", "cw_margin", "dlr", "get_loss", "kl"]

@@ -50,9 +50,7 @@ def ce(logits: jax.Array, target: jax.Array) -> jax.Array:
     return -jnp.sum(as_probabilities(target, logits.shape[-1]) * log_probs, axis=-1)
 
 
-def cw_margin(
-    logits: jax.Array, target: jax.Array, confidence: float | None = None
-) -> jax.Array:
+def cw_margin(logits: jax.Array, target: jax.Array, confidence: float | None = None) -> jax.Array:
     """Carlini-Wagner margin ``max_{j != y} z_j - z_y``, capped at ``confidence``.
 
     Positive exactly when the example is misclassified (ties aside), so an

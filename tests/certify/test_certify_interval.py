@@ -113,7 +113,7 @@ def test_certify_interval_sound(name, check_sound):
     make, shape = NETS[name]
     f = make()
     bounds = jax.jit(interval_bounds(f))
-    for i, eps in enumerate([0.01, 0.2]):
+    for i, eps in enumerate([0.15]):
         k = jax.random.fold_in(KEY, i)
         x = jax.random.uniform(k, shape, minval=-1, maxval=1)
         lo, hi = bounds(x - eps, x + eps)
@@ -121,7 +121,7 @@ def test_certify_interval_sound(name, check_sound):
         check_sound(f, x - eps, x + eps, lo, hi, k)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
     eps=st.floats(0.0, 1.0),
@@ -153,7 +153,7 @@ def test_certify_interval_hand_computed_221():
 def test_certify_interval_point_box_is_exact():
     f = NETS["flax_bn_pool_residual"][0]()
     x = jax.random.uniform(KEY, (8, 8, 3))
-    lo, hi = interval_bounds(f)(x, x)
+    lo, hi = jax.jit(interval_bounds(f))(x, x)
     np.testing.assert_allclose(lo, f(x), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(hi, f(x), rtol=1e-5, atol=1e-5)
 

@@ -6,19 +6,11 @@ runtime (seconds per model), while the tests only need *some* finite weights.
 """
 
 import math
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-# Make the repository importable under `pytest` (importlib mode does not add the
-# rootdir to sys.path and advjax is not necessarily pip-installed).
-_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
 
 
 def _fill(path, leaf, rng):

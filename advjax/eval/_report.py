@@ -1,0 +1,130 @@
+"""Writing a robustness report: ``report.json``, ``report.md`` and a curve PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from advjax.eval._robustness import RobustnessReport
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+CURVE_PNG = "robustness_curve.png"
+
+
+def _percent(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
+
+
+def _number(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def format_table(report: RobustnessReport) -> str:
+    """A Markdown table of robust accuracy per attack (rows) and budget (columns).
+
+    Example:
+      >>> # print(advjax.eval.format_table(report))
+    """
+    header = "| attack | " + " | ".join(f"eps={e:g}" for e in report.epsilons) + " | time (s) |"
+    rule = "|---" * (len(report.epsilons) + 2) + "|"
+    rows = [header, rule]
+    for result in [*report.attacks, report.worst_case]:
+        cells = " | ".join(_percent(v) for v in result.robust_accuracy)
+        rows.append(f"| {result.name} | {cells} | {result.seconds:.1f} |")
+    return "\n".join(rows)
+
+
+def _detail_table(report: RobustnessReport) -> str:
+    rows = [
+        "| attack | eps | robust acc | success rate | mean norm | median norm |",
+        "|---|---|---|---|---|---|",
+    ]
+    for result in [*report.attacks, report.worst_case]:
+        for i, eps in enumerate(report.epsilons):
+            rows.append(
+                f"| {result.name} | {eps:g} | {_percent(result.robust_accuracy[i])} | "
+                f"{_percent(result.success_rate[i])} | {_number(result.mean_norm[i])} | "
+                f"{_number(result.median_norm[i])} |"
+            )
+    return "\n".join(rows)
+
+
+def to_markdown(report: RobustnessReport, title: str = "Robustness report") -> str:
+    """The whole report as Markdown: summary, robust accuracy table, details, metadata."""
+    lines = [
+        f"# {title}",
+        "",
+        f"- examples: {report.num_examples}",
+        f"- threat model: {report.norm}",
+        f"- clean accuracy: {_percent(report.clean_accuracy)}",
+        "",
+        "## Robust accuracy",
+        "",
+        "An example counts as robust at a budget if it is classified correctly and no",
+        "attack at that or any smaller budget changed its prediction. `worst_case` takes,",
+        "per example, the strongest of all attacks.",
+        "",
+        format_table(report),
+        "",
+        "## Success rate and perturbation size",
+        "",
+        f"Success rate is over the initially correct examples; norms are {report.norm} norms of",
+        "the successful perturbations (each at the smallest budget that succeeded).",
+        "",
+        _detail_table(report),
+    ]
+    if report.meta:
+        lines += ["", "## Run", "", "```json", json.dumps(report.meta, indent=2), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_robustness_curve(report: RobustnessReport, path: str | Path) -> Path:
+    """Saves accuracy against budget, one line per attack, to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
+    for result in [*report.attacks, report.worst_case]:
+        style = "--" if result.name == "worst_case" else "-"
+        axis.plot(
+            report.epsilons,
+            [100 * v for v in result.robust_accuracy],
+            style,
+            marker="o",
+            label=result.name,
+        )
+    axis.axhline(100 * report.clean_accuracy, color="gray", linestyle=":", label="clean")
+    axis.set_xlabel(f"epsilon ({report.norm})")
+    axis.set_ylabel("accuracy (%)")
+    axis.set_ylim(0, 100)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title(f"Robustness curve ({report.num_examples} examples)")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_report(report: RobustnessReport, directory: str | Path, title: str = "Robustness report"):
+    """Writes ``report.json``, ``report.md`` and ``robustness_curve.png`` into ``directory``.
+
+    Returns:
+      The three paths, in that order.
+
+    Example:
+      >>> # advjax.eval.write_report(report, "runs/quickstart")
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / REPORT_JSON
+    json_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    md_path = directory / REPORT_MD
+    md_path.write_text(to_markdown(report, title))
+    png_path = plot_robustness_curve(report, directory / CURVE_PNG)
+    return json_path, md_path, png_path

@@ -1,0 +1,237 @@
+"""Robust accuracy of a classifier under attacks over a sweep of budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advjax._checks import check_epsilon, check_inputs, check_positive_int
+from advjax.attacks import Attack, LogitsFn, get_threat_model, over_epsilons
+
+AttackFactory = Callable[[jax.Array], Attack]
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """One attack's results over the budget sweep.
+
+    Attributes:
+      name: the attack's name in the report.
+      robust_accuracy: per budget, the share of examples classified correctly
+        and not broken at this or any smaller budget.
+      success_rate: per budget, the share of initially correct examples broken.
+      mean_norm: per budget, the mean perturbation norm of the broken examples
+        (each at the smallest budget that broke it); ``nan`` if none.
+      median_norm: likewise, the median.
+      seconds: wall time of the attack over all budgets and batches, compile
+        included.
+    """
+
+    name: str
+    robust_accuracy: list[float]
+    success_rate: list[float]
+    mean_norm: list[float]
+    median_norm: list[float]
+    seconds: float
+
+
+@dataclasses.dataclass
+class RobustnessReport:
+    """Clean and robust accuracy per attack and budget; see :func:`evaluate`.
+
+    ``worst_case`` counts an example as broken if any attack broke it, so it is
+    never above any single attack's figure.
+    """
+
+    norm: str
+    epsilons: list[float]
+    num_examples: int
+    clean_accuracy: float
+    attacks: list[AttackResult]
+    worst_case: AttackResult
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def robust_accuracy(self, attack: str, eps: float) -> float:
+        """The robust accuracy of ``attack`` (or ``"worst_case"``) at budget ``eps``."""
+        matches = [i for i, e in enumerate(self.epsilons) if math.isclose(e, eps, rel_tol=1e-6)]
+        if not matches:
+            raise KeyError(f"eps {eps} is not in this report's budgets {self.epsilons}.")
+        index = matches[0]
+        if attack == "worst_case":
+            return self.worst_case.robust_accuracy[index]
+        for result in self.attacks:
+            if result.name == attack:
+                return result.robust_accuracy[index]
+        names = [r.name for r in self.attacks] + ["worst_case"]
+        raise KeyError(f"no attack {attack!r} in this report; it has {names}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``nan`` becomes ``None``)."""
+
+        def clean(value):
+            if isinstance(value, float) and math.isnan(value):
+                return None
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        return clean(dataclasses.asdict(self))
+
+
+def _validated_epsilons(epsilons: Sequence[float]) -> np.ndarray:
+    values = np.asarray(epsilons, dtype=np.float32)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"epsilons must be a non-empty 1-D sequence, got {epsilons!r}.")
+    check_epsilon(values, "epsilons")
+    if np.any(np.diff(values) <= 0):
+        raise ValueError(f"epsilons must be strictly increasing, got {list(epsilons)}.")
+    return values
+
+
+def _batched(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """Yields fixed-size batches (the last one padded by repetition) and their valid size."""
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        valid = len(xb)
+        if valid < batch_size:
+            pad = batch_size - valid
+            xb = np.concatenate([xb, np.repeat(xb[:1], pad, axis=0)])
+            yb = np.concatenate([yb, np.repeat(yb[:1], pad, axis=0)])
+        yield xb, yb, valid
+
+
+def _summarise(name, correct, broken, norms, seconds) -> AttackResult:
+    """Turns per-budget ``broken[E, N]`` and ``norms[E, N]`` into an :class:`AttackResult`.
+
+    An example broken at some budget counts as broken at every larger one, with
+    the perturbation found at the smallest breaking budget.
+    """
+    broken_by = np.logical_or.accumulate(broken & correct[None], axis=0)
+    first_break = np.argmax(broken, axis=0)
+    norm_at_first = norms[first_break, np.arange(norms.shape[1])]
+    robust, success, mean_norm, median_norm = [], [], [], []
+    for e in range(broken.shape[0]):
+        robust.append(float(np.mean(correct & ~broken_by[e])))
+        success.append(float(broken_by[e].sum() / max(correct.sum(), 1)))
+        found = norm_at_first[broken_by[e]]
+        mean_norm.append(float(found.mean()) if found.size else float("nan"))
+        median_norm.append(float(np.median(found)) if found.size else float("nan"))
+    return AttackResult(name, robust, success, mean_norm, median_norm, seconds)
+
+
+def _make_sweep(logits_fn, factory, epsilons, norm_fn):
+    sweep = over_epsilons(factory, epsilons)
+
+    @jax.jit
+    def run(x, y, key):
+        x_adv = sweep(logits_fn, x, y, key=key)
+        predictions = jax.vmap(lambda xa: jnp.argmax(logits_fn(xa), axis=-1))(x_adv)
+        norms = jax.vmap(lambda xa: norm_fn(xa - x))(x_adv)
+        return predictions != y[None], norms
+
+    return run
+
+
+def evaluate(
+    logits_fn: LogitsFn,
+    x,
+    y,
+    attacks: Mapping[str, AttackFactory],
+    epsilons: Sequence[float],
+    *,
+    key: jax.Array,
+    norm: str = "linf",
+    batch_size: int = 500,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+) -> RobustnessReport:
+    """Measures clean accuracy and robust accuracy per attack and budget.
+
+    Each attack factory ``eps -> attack`` is vmapped over all budgets at once
+    (:func:`advjax.over_epsilons`) inside one compiled program per batch.
+
+    Args:
+      logits_fn: the eval-mode model, ``x[B, ...] -> logits[B, K]``.
+      x: inputs ``[N, ...]`` in ``[clip_min, clip_max]`` (numpy or jax).
+      y: integer labels ``[N]``.
+      attacks: ``{name: eps -> attack}``, e.g.
+        ``{"pgd": lambda e: advjax.pgd(e, steps=20, restarts=5)}``.
+      epsilons: strictly increasing budgets, measured in ``norm``.
+      key: PRNG key; attack ``i`` on batch ``b`` uses ``fold_in(fold_in(key, i), b)``.
+      norm: the threat model in which perturbation sizes are reported.
+      batch_size: examples per compiled batch.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      A :class:`RobustnessReport`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> w = jax.random.normal(jax.random.key(0), (4, 3))
+      >>> logits_fn = lambda x: x @ w
+      >>> x = jax.random.uniform(jax.random.key(1), (8, 4))
+      >>> y = jnp.argmax(logits_fn(x), -1)
+      >>> report = advjax.eval.evaluate(logits_fn, x, y, {"fgsm": lambda e: advjax.fgsm(e)},
+      ...                               [0.0, 1.0], key=jax.random.key(2))
+      >>> report.clean_accuracy
+      1.0
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    check_inputs(x, y, clip_min, clip_max)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"evaluate needs integer labels [N], got dtype {y.dtype} shape {y.shape}.")
+    if not attacks:
+        raise ValueError("attacks is empty: give at least one {name: eps -> attack}.")
+    batch_size = min(check_positive_int(batch_size, "batch_size"), len(x))
+    epsilons_array = _validated_epsilons(epsilons)
+    threat = get_threat_model(norm)
+    predict = jax.jit(lambda xb: jnp.argmax(logits_fn(xb), axis=-1))
+
+    correct = np.concatenate(
+        [
+            np.asarray(predict(xb))[:valid] == yb[:valid]
+            for xb, yb, valid in _batched(x, y, batch_size)
+        ]
+    )
+    results, all_broken, all_norms = [], [], []
+    for attack_index, (name, factory) in enumerate(attacks.items()):
+        run = _make_sweep(logits_fn, factory, jnp.asarray(epsilons_array), threat.norm)
+        attack_key = jax.random.fold_in(key, attack_index)
+        broken, norms = [], []
+        started = time.perf_counter()
+        for batch_index, (xb, yb, valid) in enumerate(_batched(x, y, batch_size)):
+            batch_broken, batch_norms = run(xb, yb, jax.random.fold_in(attack_key, batch_index))
+            broken.append(np.asarray(batch_broken)[:, :valid])
+            norms.append(np.asarray(batch_norms)[:, :valid])
+        seconds = time.perf_counter() - started
+        all_broken.append(np.concatenate(broken, axis=1))
+        all_norms.append(np.concatenate(norms, axis=1))
+        results.append(_summarise(name, correct, all_broken[-1], all_norms[-1], seconds))
+
+    any_broken = np.any(all_broken, axis=0)
+    smallest_norm = np.min(
+        [np.where(b, n, np.inf) for b, n in zip(all_broken, all_norms, strict=True)], axis=0
+    )
+    smallest_norm = np.where(np.isfinite(smallest_norm), smallest_norm, 0.0)
+    worst = _summarise(
+        "worst_case", correct, any_broken, smallest_norm, sum(r.seconds for r in results)
+    )
+    return RobustnessReport(
+        norm=threat.name,
+        epsilons=[float(e) for e in epsilons],
+        num_examples=int(len(x)),
+        clean_accuracy=float(correct.mean()),
+        attacks=results,
+        worst_case=worst,
+    )

@@ -1,0 +1,109 @@
+"""Training objectives: ``(params, state, batch, key) -> (loss, (metrics, batch_stats))``.
+
+Every objective plugs into the one generic step of :mod:`advjax.train._step`.
+Attacks inside an objective always run on the eval-mode model
+(:func:`eval_logits`); the loss is computed in train mode on the batch that is
+trained on, which is where BatchNorm statistics are updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from advjax.attacks import Attack
+from advjax.losses import as_labels, ce
+from advjax.train._state import TrainState, eval_logits, train_logits
+
+Objective = Callable[..., tuple]
+Schedule = float | Callable[[jax.Array], jax.Array]
+
+
+def as_schedule(value: Schedule) -> Callable[[jax.Array], jax.Array]:
+    """Turns a constant into a constant optax schedule; schedules pass through."""
+    return value if callable(value) else optax.constant_schedule(value)
+
+
+def accuracy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Share of examples whose argmax matches the labels (or the soft targets' argmax)."""
+    return jnp.mean(jnp.argmax(logits, axis=-1) == as_labels(y))
+
+
+def standard() -> Objective:
+    """Plain empirical risk minimisation with cross-entropy.
+
+    Example:
+      >>> from advjax import train
+      >>> objective = train.standard()
+    """
+
+    def objective(params, state: TrainState, batch, key):
+        x, y = batch
+        logits, batch_stats = train_logits(state, params, x, key)
+        loss = jnp.mean(ce(logits, y))
+        return loss, ({"loss": loss, "clean_acc": accuracy(logits, y)}, batch_stats)
+
+    return objective
+
+
+def pgd_at(
+    make_attack: Callable[[jax.Array], Attack],
+    epsilon: Schedule,
+    *,
+    clean_weight: float = 0.0,
+) -> Objective:
+    """Adversarial training (Madry et al. 2018): train on adversarial examples.
+
+    The loss is ``(1 - w) * CE(adv) + w * CE(clean)`` with ``w = clean_weight``
+    (Madry: ``0``; Goodfellow et al. 2015 mix: ``0.5``). The attack's budget
+    follows ``epsilon``, an optax schedule of the step (a ramp avoids the
+    collapse to a constant prediction seen at eps 0.3 on MNIST).
+
+    Args:
+      make_attack: ``eps -> attack``, e.g. ``lambda e: advjax.pgd(e, steps=10,
+        step_size=e / 4, keep_best=False)``; called with a traced ``eps``.
+      epsilon: a budget or an optax schedule of the step.
+      clean_weight: weight of the clean loss in ``[0, 1]``.
+
+    Returns:
+      An objective for :func:`make_step`.
+
+    Example:
+      >>> import advjax
+      >>> from advjax import train
+      >>> objective = train.pgd_at(lambda e: advjax.pgd(e, steps=10, keep_best=False), 0.3)
+    """
+    if not 0.0 <= clean_weight <= 1.0:
+        raise ValueError(f"clean_weight must be in [0, 1], got {clean_weight}.")
+    epsilon_at = as_schedule(epsilon)
+
+    def objective(params, state: TrainState, batch, key):
+        x, y = batch
+        attack_key, dropout_key = jax.random.split(key)
+        eps = epsilon_at(state.step)
+        x_adv = make_attack(eps)(eval_logits(state, params), x, y, key=attack_key)
+        if clean_weight > 0.0:
+            both, batch_stats = train_logits(
+                state, params, jnp.concatenate([x, x_adv]), dropout_key
+            )
+            clean_logits, adv_logits = jnp.split(both, 2)
+        else:
+            adv_logits, batch_stats = train_logits(state, params, x_adv, dropout_key)
+            clean_logits = jax.lax.stop_gradient(eval_logits(state, params)(x))
+        adv_loss = jnp.mean(ce(adv_logits, y))
+        clean_loss = jnp.mean(ce(clean_logits, y))
+        loss = (1.0 - clean_weight) * adv_loss + clean_weight * clean_loss
+        metrics = {
+            "loss": loss,
+            "adv_loss": adv_loss,
+            "clean_loss": clean_loss,
+            "adv_acc": accuracy(adv_logits, y),
+            "clean_acc": accuracy(clean_logits, y),
+            "eps": jnp.asarray(eps, jnp.float32),
+        }
+        return loss, (metrics, batch_stats)
+
+    return objective

@@ -1,0 +1,70 @@
+"""The training state: Flax's ``TrainState`` plus BatchNorm statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+    """Flax ``TrainState`` carrying the model's non-trainable ``batch_stats``.
+
+    ``apply_fn`` is a Flax ``Module.apply`` whose module takes a ``train``
+    keyword (every model in :mod:`advjax.models` does). Attacks always see
+    :func:`eval_logits`, the eval-mode model; the training pass uses
+    :func:`train_logits`, which returns updated statistics.
+
+    Example:
+      >>> import jax, optax
+      >>> from advjax import models, train
+      >>> model = models.get_model("fast_mnist")
+      >>> variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
+      >>> state = train.TrainState.create(apply_fn=model.apply, params=variables["params"],
+      ...                                 tx=optax.adam(1e-3))
+      >>> int(state.step)
+      0
+    """
+
+    batch_stats: Any = None
+
+    def variables(self, params=None) -> dict:
+        """The model's variables with ``params`` (default: the state's own)."""
+        variables = {"params": self.params if params is None else params}
+        if self.batch_stats:
+            variables["batch_stats"] = self.batch_stats
+        return variables
+
+
+def eval_logits(state: TrainState, params=None):
+    """The eval-mode logits function of ``state``: no statistics update, no dropout.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from advjax import models, train
+      >>> model = models.get_model("mlp")
+      >>> v = models.init_model(model, jax.random.key(0), (28, 28, 1))
+      >>> state = train.TrainState.create(apply_fn=model.apply, params=v["params"],
+      ...                                 tx=optax.sgd(0.1))
+      >>> train.eval_logits(state)(jnp.zeros((3, 28, 28, 1))).shape
+      (3, 10)
+    """
+    variables = state.variables(params)
+    return lambda x: state.apply_fn(variables, x, train=False)
+
+
+def train_logits(state: TrainState, params, x: jax.Array, key: jax.Array):
+    """Runs the model in train mode on ``x``; returns ``(logits, new_batch_stats)``.
+
+    Dropout draws from ``key``; BatchNorm uses and updates the batch statistics
+    (the new statistics are returned, the state is untouched).
+    """
+    variables = state.variables(params)
+    rngs = {"dropout": key}
+    if state.batch_stats:
+        logits, updates = state.apply_fn(
+            variables, x, train=True, rngs=rngs, mutable=["batch_stats"]
+        )
+        return logits, updates["batch_stats"]
+    return state.apply_fn(variables, x, train=True, rngs=rngs), state.batch_stats

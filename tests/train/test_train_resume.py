@@ -1,0 +1,136 @@
+"""Training: the generic step, adversarial training, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import advjax
+from advjax import data, models, train
+
+
+def _small_setup(model_name="fast_mnist", n=400):
+    train_set = data.load_embedded_mnist("train").subset(np.arange(n))
+    model = models.get_model(model_name)
+    variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
+    state = train.TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats"),
+        tx=optax.adam(optax.linear_schedule(1e-3, 1e-4, 40)),
+    )
+    objective = train.pgd_at(
+        lambda eps: advjax.pgd(eps, steps=3, step_size=eps / 2, keep_best=False),
+        optax.linear_schedule(0.0, 0.3, 20),
+    )
+    return train_set, state, train.make_step(objective)
+
+
+def _fit(state, train_set, step, tmp_path, **kwargs):
+    return train.fit(
+        state,
+        train_set,
+        step,
+        epochs=3,
+        batch_size=50,
+        key=jax.random.key(5),
+        checkpoint_dir=tmp_path,
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_interrupted_and_resumed_training_is_bitwise_identical(tmp_path):
+    train_set, state, step = _small_setup()
+    straight = _fit(state, train_set, step, tmp_path / "straight")
+
+    train_set, state, step = _small_setup()
+    interrupted = _fit(state, train_set, step, tmp_path / "resumed", max_steps=11)
+    assert int(interrupted.state.step) == 11
+    # A fresh process would rebuild everything from scratch: so do we.
+    train_set, fresh_state, step = _small_setup()
+    resumed = _fit(fresh_state, train_set, step, tmp_path / "resumed")
+    assert int(resumed.state.step) == int(straight.state.step) == 24
+    for a, b in zip(
+        jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(
+        jax.tree.leaves(straight.state.opt_state),
+        jax.tree.leaves(resumed.state.opt_state),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [r["train/loss"] for r in straight.history] == [r["train/loss"] for r in resumed.history]
+
+
+def test_batchnorm_statistics_update_in_training_and_not_in_attacks(tmp_path):
+    train_set = data.load_embedded_mnist("train").subset(np.arange(64))
+    model = models.PreActResNet18(stage_sizes=(1, 1, 1, 1))
+    variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
+    state = train.TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        tx=optax.sgd(0.01),
+    )
+    before = jax.tree.map(np.asarray, state.batch_stats)
+    x = data.to_device(train_set.images[:8])
+    y = train_set.labels[:8]
+    advjax.pgd(0.1, steps=2)(train.eval_logits(state), x, y, key=jax.random.key(0))
+    unchanged = jax.tree.map(np.asarray, state.batch_stats)
+    jax.tree.map(np.testing.assert_array_equal, before, unchanged)
+    step = train.make_step(train.pgd_at(lambda e: advjax.pgd(e, steps=2, keep_best=False), 0.1))
+    new_state, metrics = step(state, (x, jax.numpy.asarray(y)), jax.random.key(1))
+    changed = jax.tree.leaves(
+        jax.tree.map(lambda a, b: bool(np.any(a != np.asarray(b))), before, new_state.batch_stats)
+    )
+    assert any(changed)
+    assert set(metrics) >= {"loss", "adv_acc", "clean_acc", "eps"}
+
+
+def test_metrics_jsonl_and_best_checkpoint(tmp_path):
+    train_set, state, step = _small_setup(n=200)
+    calls = []
+
+    def eval_fn(state):
+        calls.append(int(state.step))
+        return {"clean_acc": 0.5, "adv_acc": float(len(calls))}
+
+    result = train.fit(
+        state,
+        train_set,
+        step,
+        epochs=2,
+        batch_size=50,
+        key=jax.random.key(0),
+        eval_fn=eval_fn,
+        checkpoint_dir=tmp_path / "ckpt",
+        metrics_path=tmp_path / "metrics.jsonl",
+        progress=False,
+    )
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["eval/adv_acc"] == 2.0 and "train/adv_acc" in records[0]
+    assert result.best["epoch"] == 2
+    assert (tmp_path / "ckpt" / "best" / "meta.json").is_file()
+    assert len(train.list_checkpoints(tmp_path / "ckpt")) == 2
+
+
+def test_incomplete_checkpoint_is_never_restored(tmp_path):
+    train_set, state, step = _small_setup(n=100)
+    (tmp_path / "step_0000000099").mkdir(parents=True)
+    assert train.latest_checkpoint(tmp_path) is None
+    with pytest.raises(train.CheckpointError, match="meta.json is missing"):
+        train.restore_checkpoint(tmp_path / "step_0000000099", state)
+    with pytest.raises(train.CheckpointError, match="does not exist"):
+        train.restore_checkpoint(tmp_path / "nowhere", state)
+
+
+def test_bad_clean_weight():
+    with pytest.raises(ValueError, match="clean_weight"):
+        train.pgd_at(lambda e: advjax.pgd(e), 0.3, clean_weight=1.5)
