@@ -37,6 +37,15 @@ def _select(mask: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
     return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - mask.ndim)), new, old)
 
 
+def project_to_threat(threat: ThreatModel, x, candidate, eps, clip_min, clip_max) -> jax.Array:
+    """Moves ``candidate`` into the ``eps``-ball around ``x`` and the valid range."""
+    if threat.box_project is None:
+        delta = threat.project(candidate - x, eps)
+    else:
+        delta = threat.box_project(candidate - x, eps, clip_min - x, clip_max - x)
+    return jnp.clip(x + delta, clip_min, clip_max)
+
+
 def attack_objective(logits_fn: LogitsFn, loss: Loss, y: jax.Array, targeted: bool):
     """Returns ``x -> (sum of losses, (per-example loss, logits))`` that the attacker ascends.
 
@@ -81,8 +90,7 @@ def projected_gradient_ascent(
     grad_fn = jax.grad(attack_objective(logits_fn, loss, y, targeted), has_aux=True)
 
     def clip_to_threat(candidate):
-        delta = threat.project(candidate - x, eps)
-        return jnp.clip(x + delta, clip_min, clip_max)
+        return project_to_threat(threat, x, candidate, eps, clip_min, clip_max)
 
     delta0 = threat.random_init(key, x.shape, eps) if random_start else jnp.zeros_like(x)
     x_start = clip_to_threat(x + delta0)

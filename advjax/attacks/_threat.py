@@ -38,6 +38,10 @@ class ThreatModel:
       project: ``(delta, eps) -> delta`` onto the ball.
       direction: ``grad -> unit steepest-ascent direction`` for this norm.
       random_init: ``(key, shape, eps) -> delta`` drawn inside the ball.
+      box_project: optional exact projection onto the ball intersected with the
+        box ``[low, high]`` (``low <= 0 <= high`` per coordinate),
+        ``(delta, eps, low, high) -> delta``. ``None`` means ``clip(project(delta))``,
+        which is exact for Linf and feasible (inside both sets) for every norm.
     """
 
     name: str
@@ -45,6 +49,13 @@ class ThreatModel:
     project: Callable[[jax.Array, jax.Array], jax.Array]
     direction: Callable[[jax.Array], jax.Array]
     random_init: Callable[[jax.Array, tuple, jax.Array], jax.Array]
+    box_project: Callable | None = None
+
+    def project_in_box(self, delta, eps, low, high) -> jax.Array:
+        """Projects ``delta`` onto the ball of radius ``eps`` intersected with ``[low, high]``."""
+        if self.box_project is not None:
+            return self.box_project(delta, eps, low, high)
+        return jnp.clip(self.project(delta, eps), low, high)
 
 
 def _linf_project(delta, eps):
@@ -97,7 +108,182 @@ l2 = ThreatModel(
 )
 """The Euclidean ball: normalised-gradient steps, radial projection."""
 
-_THREATS = {"linf": linf, "inf": linf, "l2": l2, "2": l2}
+
+
+def _solve_capped_linear(weights, rates, caps, target):
+    """Per row, the smallest ``t >= 0`` with ``sum_i weights_i * min(t * rates_i, caps_i) >= target``.
+
+    The left side is piecewise linear and non-decreasing in ``t``; sorting its
+    breakpoints ``caps_i / rates_i`` gives the exact solution in ``O(d log d)``.
+    Rows whose target is unreachable get the largest breakpoint (all capped).
+    ``weights, rates, caps`` are ``[B, d]`` and non-negative, ``target`` is ``[B]``.
+    """
+    rates = jnp.maximum(rates, 0.0)
+    active = (weights * rates > 0) & (caps > 0)
+    breaks = jnp.where(active, caps / jnp.where(active, rates, 1.0), 0.0)
+    order = jnp.argsort(breaks, axis=-1)
+    breaks = jnp.take_along_axis(breaks, order, axis=-1)
+    slope_drop = jnp.take_along_axis(jnp.where(active, weights * rates, 0.0), order, axis=-1)
+    total_slope = jnp.sum(jnp.where(active, weights * rates, 0.0), axis=-1, keepdims=True)
+    # Slope on the interval just after breakpoint k: the coordinates not yet capped.
+    slope_after = total_slope - jnp.cumsum(slope_drop, axis=-1)
+    widths = jnp.diff(breaks, axis=-1, prepend=jnp.zeros_like(breaks[:, :1]))
+    slope_before = jnp.concatenate([total_slope, slope_after[:, :-1]], axis=-1)
+    value_at = jnp.cumsum(slope_before * widths, axis=-1)  # g(breaks_k)
+    target = target[:, None]
+    reached = value_at >= target
+    k = jnp.argmax(reached, axis=-1)[:, None]
+    any_reached = jnp.any(reached, axis=-1)
+    prev_break = jnp.where(k > 0, jnp.take_along_axis(breaks, jnp.maximum(k - 1, 0), -1), 0.0)
+    prev_value = jnp.where(k > 0, jnp.take_along_axis(value_at, jnp.maximum(k - 1, 0), -1), 0.0)
+    slope = jnp.take_along_axis(slope_before, k, -1)
+    t = prev_break + (target - prev_value) / jnp.maximum(slope, _TINY)
+    return jnp.where(any_reached, t[:, 0], breaks[:, -1])
+
+
+def _l1_box_project(delta, eps, low, high):
+    """Exact Euclidean projection onto ``{||d||_1 <= eps} ∩ [low, high]`` (``low <= 0 <= high``).
+
+    The solution is ``sign(v) * clip(|v| - lam, 0, cap)`` with ``cap`` the box
+    bound on the side of ``v``; ``lam`` solves a piecewise-linear equation
+    (Croce & Hein 2021, "Mind the box"), found exactly by sorting breakpoints.
+    """
+    batch = delta.shape[0]
+    v = delta.reshape(batch, -1)
+    low = jnp.broadcast_to(low, delta.shape).reshape(batch, -1)
+    high = jnp.broadcast_to(high, delta.shape).reshape(batch, -1)
+    magnitude = jnp.abs(v)
+    cap = jnp.maximum(jnp.where(v >= 0, high, -low), 0.0)
+    eps = jnp.broadcast_to(jnp.asarray(eps, v.dtype), (batch,))
+    clipped = jnp.minimum(magnitude, cap)
+    inside = jnp.sum(clipped, axis=-1) <= eps
+    # h(lam) = sum clip(|v| - lam, 0, cap) = sum min(cap, |v|) - sum min(lam - (|v|-cap)_+ ...)
+    # Solved as: total - eps = sum min(max(lam - (|v| - cap), 0), min(|v|, cap)); write
+    # lam = s and use the capped-linear solver on the shifted variable per coordinate.
+    start = jnp.maximum(magnitude - cap, 0.0)
+    lam = _solve_shifted(start, clipped, jnp.sum(clipped, -1) - eps)
+    lam = jnp.where(inside, 0.0, lam)
+    out = jnp.sign(v) * jnp.clip(magnitude - lam[:, None], 0.0, cap)
+    return out.reshape(delta.shape)
+
+
+def _solve_shifted(start, amount, target):
+    """Smallest ``s >= 0`` with ``sum_i min(max(s - start_i, 0), amount_i) >= target`` (exact)."""
+    # Breakpoints: start_i (slope +1) and start_i + amount_i (slope -1).
+    points = jnp.concatenate([start, start + amount], axis=-1)
+    changes = jnp.concatenate(
+        [jnp.where(amount > 0, 1.0, 0.0), jnp.where(amount > 0, -1.0, 0.0)], axis=-1
+    )
+    order = jnp.argsort(points, axis=-1)
+    points = jnp.take_along_axis(points, order, -1)
+    changes = jnp.take_along_axis(changes, order, -1)
+    slope_after = jnp.cumsum(changes, axis=-1)
+    widths = jnp.diff(points, axis=-1, prepend=jnp.zeros_like(points[:, :1]))
+    slope_before = jnp.concatenate([jnp.zeros_like(points[:, :1]), slope_after[:, :-1]], -1)
+    value_at = jnp.cumsum(slope_before * widths, axis=-1)
+    target = target[:, None]
+    reached = value_at >= target
+    k = jnp.argmax(reached, axis=-1)[:, None]
+    any_reached = jnp.any(reached, axis=-1)
+    km1 = jnp.maximum(k - 1, 0)
+    prev_point = jnp.take_along_axis(points, km1, -1)
+    prev_value = jnp.take_along_axis(value_at, km1, -1)
+    slope = jnp.take_along_axis(slope_before, k, -1)
+    s = prev_point + (target - prev_value) / jnp.maximum(slope, _TINY)
+    s = jnp.where(k > 0, s, points[:, :1])
+    return jnp.where(any_reached, s[:, 0], points[:, -1])
+
+
+def _l1_project(delta, eps):
+    return _l1_box_project(delta, eps, -jnp.inf * jnp.ones_like(delta), jnp.inf * jnp.ones_like(delta))
+
+
+def _top_k_mask(values, k):
+    flat = values.reshape(values.shape[0], -1)
+    threshold = jax.lax.top_k(flat, k)[0][:, -1:]
+    return (flat >= threshold).reshape(values.shape)
+
+
+def l1_sparse(sparsity: float = 0.05) -> ThreatModel:
+    """The L1 ball with sparse steps: the sign of the top ``sparsity`` share of gradient
+    coordinates, scaled to unit L1 norm (the step of Croce & Hein 2021, "Mind the box:
+    l1-APGD", with a fixed sparsity), and the exact projection onto the ball ∩ box.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import l1
+      >>> d = l1.project(jnp.array([[3.0, -1.0, 0.5]]), 1.0)
+      >>> float(jnp.abs(d).sum())
+      1.0
+    """
+    if not 0.0 < sparsity <= 1.0:
+        raise ValueError(f"sparsity must be in (0, 1], got {sparsity}.")
+
+    def direction(grad):
+        size = 1
+        for dim in grad.shape[1:]:
+            size *= dim
+        k = max(1, int(round(sparsity * size)))
+        mask = _top_k_mask(jnp.abs(grad), k) & (grad != 0)
+        step = jnp.sign(grad) * mask
+        total = jnp.sum(jnp.abs(step).reshape(grad.shape[0], -1), -1)
+        return step / _per_example(jnp.maximum(total, 1.0), grad)
+
+    def random_init(key, shape, eps):
+        direction_key, radius_key = jax.random.split(key)
+        laplace = jax.random.laplace(direction_key, shape)
+        dims = 1
+        for size in shape[1:]:
+            dims *= size
+        unit = laplace / _per_example(jnp.maximum(_flat_norm(laplace, 1), _TINY), laplace)
+        radius = jax.random.uniform(radius_key, (shape[0],)) ** (1.0 / dims)
+        return unit * _per_example(radius, unit) * _per_example(eps, unit)
+
+    return ThreatModel(
+        name="l1",
+        norm=lambda delta: _flat_norm(delta, 1),
+        project=_l1_project,
+        direction=direction,
+        random_init=random_init,
+        box_project=_l1_box_project,
+    )
+
+
+l1 = l1_sparse()
+"""The L1 ball: sparse sign steps (top 5% of coordinates), exact projection onto ball ∩ box."""
+
+
+def _l0_project(delta, eps):
+    # Keeps the round(eps) largest-magnitude coordinates (eps is a count of coordinates).
+    batch = delta.shape[0]
+    flat = jnp.abs(delta.reshape(batch, -1))
+    count = jnp.broadcast_to(jnp.round(jnp.asarray(eps)), (batch,)).astype(jnp.int32)
+    ranks = jnp.argsort(jnp.argsort(-flat, axis=-1), axis=-1)
+    keep = ranks < count[:, None]
+    return jnp.where(keep, delta.reshape(batch, -1), 0.0).reshape(delta.shape)
+
+
+def _l0_direction(grad):
+    return jnp.sign(grad) * _top_k_mask(jnp.abs(grad), 1)
+
+
+def _l0_init(key, shape, eps):
+    values = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+    return _l0_project(values, eps)
+
+
+l0 = ThreatModel(
+    name="l0",
+    norm=lambda delta: jnp.sum(delta.reshape(delta.shape[0], -1) != 0, axis=-1).astype(
+        delta.dtype
+    ),
+    project=_l0_project,
+    direction=_l0_direction,
+    random_init=_l0_init,
+)
+"""The L0 "ball": at most ``eps`` coordinates changed (``eps`` is a count)."""
+
+_THREATS = {"linf": linf, "inf": linf, "l2": l2, "2": l2, "l1": l1, "1": l1, "l0": l0, "0": l0}
 
 
 def get_threat_model(norm: str | ThreatModel) -> ThreatModel:
@@ -113,4 +299,4 @@ def get_threat_model(norm: str | ThreatModel) -> ThreatModel:
     key = str(norm).lower()
     if key in _THREATS:
         return _THREATS[key]
-    raise ValueError(f"unknown norm {norm!r}; choose one of ['linf', 'l2'] or pass a ThreatModel.")
+    raise ValueError(f"unknown norm {norm!r}; choose one of ['linf', 'l2', 'l1', 'l0'] or pass a ThreatModel.")

@@ -124,3 +124,154 @@ def over_epsilons(make_attack: Callable[[jax.Array], Attack], epsilons) -> Attac
         return jax.vmap(lambda eps: make_attack(eps)(logits_fn, x, y, key=key))(epsilons)
 
     return sweep
+
+
+def _mask_like(mask: jax.Array, like: jax.Array) -> jax.Array:
+    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
+def _success_of(logits_fn, x_adv, y, targeted):
+    return is_successful(logits_fn(x_adv), y, targeted)
+
+
+def choose_targets(logits: jax.Array, y: jax.Array, targets, key: jax.Array) -> jax.Array:
+    """Target classes ``[B]`` for :func:`targeted`.
+
+    ``targets`` is ``"random"`` (uniform over the other classes), ``"next"``
+    (``(y + 1) % K``), ``"second"`` (the most likely wrong class by the clean
+    logits), ``"least_likely"``, an int array ``[B]``, or a callable
+    ``(logits, y, key) -> [B]``.
+    """
+    num_classes = logits.shape[-1]
+    labels = y if y.ndim == 1 else jnp.argmax(y, -1)
+    if callable(targets):
+        return jnp.asarray(targets(logits, labels, key)).astype(jnp.int32)
+    if isinstance(targets, str):
+        own = jax.nn.one_hot(labels, num_classes, dtype=bool)
+        if targets == "random":
+            offset = jax.random.randint(key, labels.shape, 1, num_classes)
+            return ((labels + offset) % num_classes).astype(jnp.int32)
+        if targets == "next":
+            return ((labels + 1) % num_classes).astype(jnp.int32)
+        if targets == "second":
+            return jnp.argmax(jnp.where(own, -jnp.inf, logits), -1).astype(jnp.int32)
+        if targets == "least_likely":
+            return jnp.argmin(jnp.where(own, jnp.inf, logits), -1).astype(jnp.int32)
+        raise ValueError(
+            f"unknown targets {targets!r}; choose 'random', 'next', 'second', 'least_likely', "
+            "an int array [B] or a callable (logits, y, key) -> targets."
+        )
+    targets = jnp.asarray(targets)
+    if targets.shape != labels.shape or not jnp.issubdtype(targets.dtype, jnp.integer):
+        raise ValueError(f"targets must be int [B]={labels.shape}, got {targets.dtype} {targets.shape}.")
+    return targets.astype(jnp.int32)
+
+
+def targeted(targeted_attack: Attack, targets="random") -> Attack:
+    """Turns a targeted attack into one called with true labels, choosing the targets.
+
+    ``targeted_attack`` must be built with ``targeted=True`` (it receives the
+    targets as ``y``). The returned attack takes the true labels ``y`` and picks
+    targets with :func:`choose_targets` from the clean logits.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> w = jax.random.normal(jax.random.key(0), (3, 4))
+      >>> logits_fn = lambda x: x @ w
+      >>> attack = advjax.attacks.targeted(advjax.pgd(0.5, steps=5, targeted=True), "next")
+      >>> attack(logits_fn, jnp.full((2, 3), 0.5), jnp.array([0, 1]), key=jax.random.key(0)).shape
+      (2, 3)
+    """
+
+    def attack(logits_fn, x, y, *, key):
+        target_key, attack_key = jax.random.split(key)
+        goals = choose_targets(logits_fn(x), y, targets, target_key)
+        return targeted_attack(logits_fn, x, goals, key=attack_key)
+
+    return attack
+
+
+def early_stop(attack: Attack, *, targeted: bool = False) -> Attack:
+    """Per-example early stopping around any attack.
+
+    Examples that already succeed (misclassified, or at their target) are returned
+    unchanged and given to ``attack`` as already-done points; if every example
+    succeeds the attack is skipped altogether (``lax.cond``, no host sync). Attacks
+    written with a ``lax.while_loop`` and done masks (APGD, FAB, Square,
+    DeepFool, ...) also stop their own loop once all examples succeed.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> logits_fn = lambda x: jnp.stack([x.sum(-1), -x.sum(-1)], axis=-1)
+      >>> x = jnp.full((1, 3), 0.5)
+      >>> out = advjax.attacks.early_stop(advjax.pgd(0.1))(logits_fn, x, jnp.array([1]),
+      ...                                                 key=jax.random.key(0))
+      >>> bool(jnp.all(out == x))   # already misclassified: untouched
+      True
+    """
+
+    def stopped(logits_fn, x, y, *, key):
+        done = _success_of(logits_fn, x, y, targeted)
+
+        def run(_):
+            x_adv = attack(logits_fn, x, y, key=key)
+            return jnp.where(_mask_like(done, x), x, x_adv)
+
+        return jax.lax.stop_gradient(jax.lax.cond(jnp.all(done), lambda _: x, run, None))
+
+    return stopped
+
+
+def worst_case(attacks, *, targeted: bool = False) -> Attack:
+    """Runs attacks in order; each example keeps the first successful adversarial example.
+
+    Only still-robust examples are attacked further: inside the one compiled
+    program, an attack whose batch is already all broken is skipped with
+    ``lax.cond``, and broken examples enter the next attack at their
+    adversarial point, so loops with done masks stop as soon as the robust ones
+    are broken. Attack ``i`` gets ``fold_in(key, i)``.
+
+    Args:
+      attacks: a sequence of attacks ``(logits_fn, x, y, *, key) -> x_adv``.
+      targeted: whether success means reaching ``y`` (else misclassification).
+
+    Returns:
+      ``attack(logits_fn, x, y, *, key) -> x_adv``; unbroken examples get the
+      last attack's output.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> logits_fn = lambda x: jnp.stack([x.sum(-1), -x.sum(-1)], axis=-1)
+      >>> attack = advjax.attacks.worst_case([advjax.fgsm(0.1), advjax.pgd(0.1, steps=5)])
+      >>> attack(logits_fn, jnp.full((2, 3), 0.5), jnp.array([0, 1]),
+      ...        key=jax.random.key(0)).shape
+      (2, 3)
+    """
+    attacks = list(attacks)
+    if not attacks or not all(callable(a) for a in attacks):
+        raise ValueError("worst_case needs a non-empty sequence of attacks (callables).")
+
+    def combined(logits_fn, x, y, *, key):
+        broken = _success_of(logits_fn, x, y, targeted)
+        x_best = x
+        for index, attack in enumerate(attacks):
+            attack_key = jax.random.fold_in(key, index)
+
+            def run(carry, attack=attack, attack_key=attack_key):
+                x_best, broken = carry
+                x_in = jnp.where(_mask_like(broken, x), x_best, x)
+                x_adv = attack(logits_fn, x_in, y, key=attack_key)
+                success = _success_of(logits_fn, x_adv, y, targeted) & ~broken
+                keep_old = broken | (~success & (index < len(attacks) - 1))
+                x_new = jnp.where(_mask_like(keep_old, x), x_best, x_adv)
+                return x_new, broken | success
+
+            x_best, broken = jax.lax.cond(
+                jnp.all(broken), lambda carry: carry, run, (x_best, broken)
+            )
+        return jax.lax.stop_gradient(x_best)
+
+    return combined

@@ -7,8 +7,9 @@ from advjax.losses._losses import (
     ce,
     cw_margin,
     dlr,
+    dlr_targeted,
     get_loss,
     kl,
 )
 
-__all__ = ["Loss", "as_labels", "as_probabilities", "ce", "cw_margin", "dlr", "get_loss", "kl"]
+__all__ = ["Loss", "as_labels", "as_probabilities", "ce", "cw_margin", "dlr", "dlr_targeted", "get_loss", "kl"]

@@ -120,6 +120,27 @@ def dlr(logits: jax.Array, target: jax.Array) -> jax.Array:
     return cw_margin(logits, target) / scale
 
 
+def dlr_targeted(logits: jax.Array, labels: jax.Array, target: jax.Array) -> jax.Array:
+    """Targeted difference-of-logits-ratio loss of Croce & Hein (2020), to be maximised.
+
+    ``(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2)``: positive once the target
+    logit ``z_t`` exceeds the true one ``z_y``. Needs at least 4 classes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import losses
+      >>> z = jnp.array([[3.0, 1.0, 0.0, -1.0]])
+      >>> losses.dlr_targeted(z, jnp.array([0]), jnp.array([1])).round(3)
+      Array([-0.571], dtype=float32)
+    """
+    logits = logits.astype(jnp.float32)
+    sorted_logits = jnp.sort(logits, axis=-1)
+    scale = sorted_logits[:, -1] - 0.5 * (sorted_logits[:, -3] + sorted_logits[:, -4]) + 1e-12
+    true_logit = jnp.take_along_axis(logits, as_labels(labels)[:, None], -1)[:, 0]
+    target_logit = jnp.take_along_axis(logits, as_labels(target)[:, None], -1)[:, 0]
+    return (target_logit - true_logit) / scale
+
+
 _LOSSES = {"ce": ce, "cw": cw_margin, "cw_margin": cw_margin, "kl": kl, "dlr": dlr}
 
 

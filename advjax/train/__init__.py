@@ -1,5 +1,6 @@
 """Robust training: objectives over a Flax ``TrainState``, one compiled step, ``fit``."""
 
+from advjax.train._callbacks import EarlyStopping, robust_eval_fn
 from advjax.train._checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -8,27 +9,61 @@ from advjax.train._checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from advjax.train._distillation import distillation
+from advjax.train._fast import fgsm_rs
 from advjax.train._fit import FitResult, fit
+from advjax.train._free import free_at, free_at_carry
+from advjax.train._mart import mart
 from advjax.train._objectives import Objective, accuracy, as_schedule, pgd_at, standard
+from advjax.train._precision import mixed_precision
+from advjax.train._regularizers import input_gradient_penalty
+from advjax.train._schedules import (
+    cosine_lr,
+    curriculum,
+    cyclic_lr,
+    epsilon_ramp,
+    piecewise_lr,
+    staged_step,
+    triangular_lr,
+)
 from advjax.train._state import TrainState, eval_logits, train_logits
 from advjax.train._step import make_step
+from advjax.train._trades import gaussian_start_linf, trades
 
 __all__ = [
     "CheckpointError",
+    "EarlyStopping",
     "FitResult",
     "Objective",
     "TrainState",
     "accuracy",
     "as_schedule",
+    "cosine_lr",
+    "curriculum",
+    "cyclic_lr",
+    "distillation",
+    "epsilon_ramp",
     "eval_logits",
+    "fgsm_rs",
     "fit",
+    "free_at",
+    "free_at_carry",
+    "gaussian_start_linf",
+    "input_gradient_penalty",
     "latest_checkpoint",
     "list_checkpoints",
     "make_step",
+    "mart",
+    "mixed_precision",
     "pgd_at",
+    "piecewise_lr",
     "read_meta",
     "restore_checkpoint",
+    "robust_eval_fn",
     "save_checkpoint",
+    "staged_step",
     "standard",
     "train_logits",
+    "trades",
+    "triangular_lr",
 ]

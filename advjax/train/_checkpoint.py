@@ -35,6 +35,7 @@ def _arrays_of(state: TrainState) -> dict:
         "opt_state": state.opt_state,
         "batch_stats": state.batch_stats if state.batch_stats else {},
         "step": state.step,
+        "carry": state.carry if state.carry is not None else {},
     }
 
 
@@ -102,6 +103,7 @@ def restore_checkpoint(path: str | Path, state: TrainState) -> tuple[TrainState,
         opt_state=arrays["opt_state"],
         batch_stats=arrays["batch_stats"] if state.batch_stats else state.batch_stats,
         step=arrays["step"],
+        carry=arrays["carry"] if state.carry is not None else state.carry,
     )
     return restored, meta
 

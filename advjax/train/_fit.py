@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 
 from advjax._checks import check_positive_int
 from advjax.data import batches, num_batches
+from advjax.train._callbacks import EarlyStopping
 from advjax.train._checkpoint import (
     latest_checkpoint,
     prune_checkpoints,
@@ -35,6 +37,10 @@ class FitResult:
     history: list[dict[str, Any]]
     best: dict[str, Any] | None
     train_seconds: float
+    stopped: str | None = None
+    """Why training stopped early (:class:`EarlyStopping`), or ``None``."""
+    best_state: TrainState | None = None
+    """A host copy of the state at the best epoch when ``keep_best_state=True``."""
 
 
 def _host_metrics(collected: list[dict]) -> dict[str, list[float]]:
@@ -52,7 +58,45 @@ def _join(carried: dict[str, list[float]], collected: list[dict]) -> dict[str, l
 
 
 def _epoch_means(per_step: dict[str, list[float]]) -> dict[str, float]:
-    return {f"train/{k}": float(np.mean(np.asarray(v, np.float32))) for k, v in per_step.items()}
+    """Means over the epoch's steps; NaN entries (metrics a step does not define) are skipped."""
+    means = {}
+    for k, v in per_step.items():
+        values = np.asarray(v, np.float32)
+        finite = values[~np.isnan(values)]
+        means[f"train/{k}"] = float(np.mean(finite)) if finite.size else float("nan")
+    return means
+
+
+class _TensorBoard:
+    """Scalars of each epoch record to TensorBoard, if ``tensorboardX`` is installed."""
+
+    def __init__(self, log_dir: Path):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            warnings.warn(
+                f"fit(tensorboard_dir={str(log_dir)!r}) needs the optional dependency "
+                "tensorboardX, which is not installed: no TensorBoard logs will be written "
+                "(the JSONL metrics are unaffected). Install it with "
+                "`pip install 'advjax[tensorboard]'` or `pip install tensorboardX`.",
+                stacklevel=3,
+            )
+            self.writer = None
+            return
+        self.writer = SummaryWriter(logdir=str(log_dir))
+
+    def write(self, record: dict) -> None:
+        if self.writer is None:
+            return
+        step = int(record["step"])
+        for name, value in record.items():
+            if name not in ("epoch", "step") and isinstance(value, int | float):
+                self.writer.add_scalar(name, float(value), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -77,6 +121,9 @@ def fit(
     progress: bool = True,
     resume: bool = True,
     max_steps: int | None = None,
+    early_stopping: EarlyStopping | None = None,
+    tensorboard_dir: str | Path | None = None,
+    keep_best_state: bool = False,
 ) -> FitResult:
     """Trains ``state`` for ``epochs`` epochs of ``train_data``.
 
@@ -105,6 +152,15 @@ def fit(
       resume: continue from the latest checkpoint in ``checkpoint_dir`` if any.
       max_steps: stop (with a checkpoint) once the state reaches this step,
         e.g. to emulate an interruption.
+      early_stopping: an :class:`EarlyStopping` rule checked after every
+        epoch's evaluation (patience, or a sudden drop such as FGSM's
+        catastrophic overfitting); the reason is in ``FitResult.stopped``.
+      tensorboard_dir: also write each epoch's scalars to TensorBoard there
+        (needs the optional ``tensorboardX``; without it a warning says so and
+        training goes on).
+      keep_best_state: keep a host copy of the state at the best epoch (by
+        ``best_metric``) in ``FitResult.best_state``; with ``checkpoint_dir``
+        the same state is also saved in ``checkpoint_dir/best``.
 
     Returns:
       A :class:`FitResult`.
@@ -141,6 +197,13 @@ def fit(
             epoch, start_batch = meta["epoch"], meta["batch"]
             history, best = meta.get("history", []), meta.get("best")
             carried = meta.get("epoch_metrics", {})
+    stopped = early_stopping.check(history) if early_stopping is not None and history else None
+    best_state = None
+    if keep_best_state and best is not None and checkpoint_dir is not None:
+        best_folder = checkpoint_dir / "best"
+        if (best_folder / "meta.json").is_file():
+            best_state = jax.device_get(restore_checkpoint(best_folder, state)[0])
+    writer = _TensorBoard(Path(tensorboard_dir)) if tensorboard_dir is not None else None
 
     def meta_at(epoch_index: int, batch_index: int, epoch_metrics: dict) -> dict:
         return {
@@ -168,7 +231,7 @@ def fit(
         unit="step",
         leave=False,
     )
-    while epoch < epochs:
+    while epoch < epochs and stopped is None:
         collected = []
         for batch_index, batch in enumerate(
             batches(train_data, batch_size, key=data_key, epoch=epoch, start_batch=start_batch),
@@ -183,7 +246,11 @@ def fit(
                 checkpoint(epoch, batch_index + 1, _join(carried, collected))
             if reached_max:
                 bar.close()
-                return FitResult(state, history, best, time.perf_counter() - started)
+                if writer is not None:
+                    writer.close()
+                return FitResult(
+                    state, history, best, time.perf_counter() - started, stopped, best_state
+                )
         record = {
             "epoch": epoch + 1,
             "step": int(state.step),
@@ -203,11 +270,23 @@ def fit(
             tqdm.write(f"epoch {epoch + 1}/{epochs}: " + json.dumps(shown))
         if metrics_path is not None:
             _append_jsonl(metrics_path, record)
+        if writer is not None:
+            writer.write(record)
         epoch, start_batch, carried = epoch + 1, 0, {}
         if best_metric in record and (best is None or record[best_metric] > best[best_metric]):
             best = {"epoch": epoch, "step": int(state.step), best_metric: record[best_metric]}
+            if keep_best_state:
+                best_state = jax.device_get(state)
             if checkpoint_dir is not None:
                 save_checkpoint(checkpoint_dir / "best", state, meta_at(epoch, 0, {}))
+        if early_stopping is not None:
+            stopped = early_stopping.check(history)
+            if stopped is not None:
+                record["stopped"] = stopped
+                if progress:
+                    tqdm.write(f"early stop after epoch {epoch}: {stopped}")
         checkpoint(epoch, 0, {})
     bar.close()
-    return FitResult(state, history, best, time.perf_counter() - started)
+    if writer is not None:
+        writer.close()
+    return FitResult(state, history, best, time.perf_counter() - started, stopped, best_state)

@@ -28,6 +28,13 @@ class TrainState(train_state.TrainState):
     """
 
     batch_stats: Any = None
+    carry: Any = None
+    """Arrays an objective carries from step to step (e.g. free AT's perturbation), or ``None``.
+
+    An objective that uses it returns ``(loss, (metrics, batch_stats, carry))``
+    and :func:`make_step` stores the new carry; it is checkpointed with the
+    state, so resumed runs stay exact.
+    """
 
     def variables(self, params=None) -> dict:
         """The model's variables with ``params`` (default: the state's own)."""

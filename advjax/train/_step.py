@@ -5,23 +5,49 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
+from advjax._checks import check_positive_int
 from advjax.train._objectives import Objective
 from advjax.train._state import TrainState
 
 
-def make_step(objective: Objective, *, jit: bool = True) -> Callable:
+def _split_aux(aux, state: TrainState):
+    """``(metrics, batch_stats[, carry])`` -> ``(metrics, batch_stats, carry)``."""
+    if not isinstance(aux, tuple) or len(aux) not in (2, 3):
+        raise TypeError(
+            "an objective must return (loss, (metrics, batch_stats)) or "
+            f"(loss, (metrics, batch_stats, carry)); its auxiliary output was {type(aux)}."
+        )
+    if len(aux) == 2:
+        return aux[0], aux[1], state.carry
+    return aux
+
+
+def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Callable:
     """Builds ``step(state, batch, key) -> (state, metrics)`` for an objective.
 
     The step's randomness is ``fold_in(key, state.step)``: keys are derived
     from the step counter, never stored, so a resumed run draws the same keys.
 
+    An objective returns ``(loss, (metrics, batch_stats))``, or
+    ``(loss, (metrics, batch_stats, carry))`` to carry arrays to the next
+    update in ``state.carry`` (free adversarial training carries its
+    perturbation this way). With ``replays=m`` each call makes ``m`` optimizer
+    updates on the same batch inside one ``lax.scan`` (free AT's minibatch
+    replay; ``state.step`` advances by ``m`` and every replay gets its own key);
+    the returned metrics are the means over the replays.
+
     Args:
-      objective: ``(params, state, batch, key) -> (loss, (metrics, batch_stats))``.
+      objective: ``(params, state, batch, key) -> (loss, aux)`` as above.
+      replays: optimizer updates per batch (``m`` of Shafahi et al. 2019).
       jit: compile the step with ``jax.jit`` (donating the old state).
 
     Returns:
       The step function.
+
+    Raises:
+      ValueError: ``replays`` is not a positive integer.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -36,12 +62,27 @@ def make_step(objective: Objective, *, jit: bool = True) -> Callable:
       >>> int(state.step)
       1
     """
+    replays = check_positive_int(replays, "replays")
+    grad_fn = jax.grad(objective, has_aux=True)
 
-    def step(state: TrainState, batch, key):
+    def update(state: TrainState, batch, key):
         step_key = jax.random.fold_in(key, state.step)
-        grad_fn = jax.grad(objective, has_aux=True)
-        grads, (metrics, batch_stats) = grad_fn(state.params, state, batch, step_key)
+        grads, aux = grad_fn(state.params, state, batch, step_key)
+        metrics, batch_stats, carry = _split_aux(aux, state)
         new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+        if carry is not None:
+            new_state = new_state.replace(carry=carry)
         return new_state, metrics
+
+    if replays == 1:
+        step = update
+    else:
+
+        def step(state: TrainState, batch, key):
+            def body(state, _):
+                return update(state, batch, key)
+
+            state, metrics = jax.lax.scan(body, state, None, length=replays)
+            return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
     return jax.jit(step, donate_argnums=0) if jit else step

@@ -1,0 +1,178 @@
+"""The Square attack (Andriushchenko et al. 2020): score-based random search."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax.attacks._core import Attack, _select, project_to_threat
+from advjax.attacks._threat import get_threat_model
+from advjax.losses import as_labels, ce, cw_margin
+
+
+def square_schedule(iteration, total: int, p_init: float):
+    """The paper's square-size schedule: ``p_init`` halved at iterations 10, 50, 200, 500,
+    1000, 2000, 4000, 6000 and 8000, rescaled from 10,000 iterations to ``total``."""
+    scaled = (iteration * 10000) // max(total, 1)
+    bounds = jnp.asarray([10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000])
+    halvings = jnp.sum(scaled > bounds)
+    return p_init / (2.0**halvings)
+
+
+def _as_nhwc(x):
+    if x.ndim == 4:
+        return x
+    if x.ndim == 3:
+        return x[..., None]
+    if x.ndim == 2:
+        return x[:, :, None, None]
+    raise ValueError(f"square expects images [B, H, W(, C)] or vectors [B, D], got shape {x.shape}.")
+
+
+def square(
+    eps,
+    *,
+    norm: str = "linf",
+    queries: int = 5000,
+    p_init: float = 0.8,
+    targeted: bool = False,
+    loss: str = "margin",
+    return_queries: bool = False,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+) -> Attack:
+    """Builds the Square attack (Andriushchenko, Croce, Flammarion & Hein 2020).
+
+    "Square Attack: a query-efficient black-box adversarial attack via random
+    search". Score-based: it only reads logits, never gradients. Linf: starts
+    from vertical stripes of ``+-eps`` and each query re-draws one random
+    square window (side ``sqrt(p * H * W)``, ``p`` halving on the paper's
+    schedule) with one ``+-eps`` value per channel, keeping it if the margin
+    loss drops. L2: windows get a centred pseudo-Gaussian bump of both signs
+    that uses the budget left outside the window (a simplification of the
+    paper's two-window update). The loop is a ``lax.while_loop`` that stops
+    once every example is broken; broken examples stop querying.
+
+    Defaults: 5,000 queries and ``p_init = 0.8`` (AutoAttack's Linf setting), the
+    margin loss (cross-entropy for targeted runs, as in the paper).
+
+    Args:
+      eps: the perturbation budget.
+      norm: ``"linf"`` or ``"l2"``.
+      queries: the query budget per example (iterations).
+      p_init: the initial share of pixels in the square.
+      targeted: ``y`` holds targets.
+      loss: ``"margin"`` or ``"ce"``.
+      return_queries: also return the model queries spent per example ``[B]``.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      ``attack(logits_fn, x, y, *, key) -> x_adv`` (or ``(x_adv, queries)``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> w = jax.random.normal(jax.random.key(0), (16, 3))
+      >>> logits_fn = lambda x: x.reshape(x.shape[0], -1) @ w
+      >>> x = jnp.full((2, 4, 4, 1), 0.5)
+      >>> x_adv, q = advjax.attacks.square(0.1, queries=20, return_queries=True)(
+      ...     logits_fn, x, jnp.array([0, 1]), key=jax.random.key(0))
+      >>> bool(jnp.abs(x_adv - x).max() <= 0.1 + 1e-6), q.shape
+      (True, (2,))
+    """
+    check_epsilon(eps)
+    queries = check_positive_int(queries, "queries")
+    check_range(clip_min, clip_max)
+    threat = get_threat_model(norm)
+    if threat.name not in ("linf", "l2"):
+        raise ValueError(f"square supports norm 'linf' or 'l2', got {norm!r}.")
+    if not 0.0 < p_init <= 1.0:
+        raise ValueError(f"p_init must be in (0, 1], got {p_init}.")
+    if loss not in ("margin", "ce"):
+        raise ValueError(f"unknown loss {loss!r}; choose 'margin' or 'ce'.")
+
+    def attack(logits_fn, x, y, *, key):
+        check_inputs(x, y, clip_min, clip_max)
+        shape = x.shape
+        xi = _as_nhwc(x)
+        batch, height, width, channels = xi.shape
+        labels = as_labels(y)
+
+        def evaluate(candidate):
+            logits = logits_fn(candidate.reshape(shape))
+            margin = -cw_margin(logits, labels)  # > 0 while the true class wins
+            if targeted:
+                margin = -margin
+                value = ce(logits, labels) if loss == "ce" else margin
+            else:
+                value = margin if loss == "margin" else -ce(logits, labels)
+            return value, margin <= 0
+
+        def project(candidate):
+            flat = project_to_threat(
+                threat, x, candidate.reshape(shape), eps, clip_min, clip_max
+            )
+            return flat.reshape(xi.shape)
+
+        init_key, loop_key = jax.random.split(key)
+        if threat.name == "linf":
+            stripes = jax.random.choice(init_key, jnp.array([-1.0, 1.0]), (batch, 1, width, channels))
+            x0 = project(xi + eps * stripes)
+        else:
+            noise = jax.random.normal(init_key, xi.shape)
+            x0 = project(xi + threat.direction(noise) * eps)
+        value0, done0 = evaluate(x0)
+        clean_value, clean_done = evaluate(xi)
+        x0 = _select(clean_done, xi, x0)
+        value0 = jnp.where(clean_done, clean_value, value0)
+        done0 = clean_done | done0
+        rows = jnp.arange(height)[None, :, None, None]
+        cols = jnp.arange(width)[None, None, :, None]
+
+        def cond(state):
+            i, _, _, done, _ = state
+            return (i < queries) & ~jnp.all(done)
+
+        def body(state):
+            i, x_best, best_value, done, used = state
+            step_key = jax.random.fold_in(loop_key, i)
+            pos_key, sign_key = jax.random.split(step_key)
+            p = square_schedule(i, queries, p_init)
+            side = jnp.clip(jnp.round(jnp.sqrt(p * height * width)), 1, max(min(height, width) - 1, 1))
+            side = side.astype(jnp.int32)
+            top = jax.random.randint(pos_key, (batch, 1, 1, 1), 0, height - side + 1)
+            left = jax.random.randint(jax.random.fold_in(pos_key, 1), (batch, 1, 1, 1), 0, width - side + 1)
+            window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+            signs = jax.random.choice(sign_key, jnp.array([-1.0, 1.0]), (batch, 1, 1, channels))
+            delta = x_best - xi
+            if threat.name == "linf":
+                delta = jnp.where(window, eps * signs, delta)
+            else:
+                centre_r = top + side // 2
+                centre_c = left + side // 2
+                ring = jnp.maximum(jnp.abs(rows - centre_r), jnp.abs(cols - centre_c))
+                half = jnp.where(cols < centre_c, 1.0, -1.0)
+                bump = jnp.where(window, half / (ring + 1.0) ** 2, 0.0) * signs
+                outside = jnp.where(window, 0.0, delta)
+                out_norm2 = jnp.sum(outside**2, axis=(1, 2, 3), keepdims=True)
+                budget = jnp.sqrt(jnp.maximum(eps**2 - out_norm2, 0.0))
+                bump_norm = jnp.sqrt(jnp.sum(bump**2, axis=(1, 2, 3), keepdims=True))
+                delta = outside + bump * budget / jnp.maximum(bump_norm, 1e-12)
+            candidate = project(xi + delta)
+            value, success = evaluate(candidate)
+            active = ~done
+            accept = active & (value < best_value)
+            x_best = _select(accept, candidate, x_best)
+            best_value = jnp.where(accept, value, best_value)
+            done = done | (accept & success)
+            return i + 1, x_best, best_value, done, used + active.astype(jnp.int32)
+
+        used0 = jnp.where(clean_done, 1, 2).astype(jnp.int32)
+        state = (jnp.asarray(0), x0, value0, done0, used0)
+        _, x_best, _, _, used = jax.lax.while_loop(cond, body, state)
+        x_adv = jax.lax.stop_gradient(x_best.reshape(shape))
+        return (x_adv, used) if return_queries else x_adv
+
+    return attack

@@ -1,0 +1,247 @@
+"""Honest evaluation of a defense: naive transfer attack versus adaptive attack.
+
+For every defense, :func:`evaluate_defense` reports clean accuracy, the rate
+at which clean inputs are rejected (false positives), robust accuracy under a
+*naive* attack (PGD computed on the undefended model and transferred, the
+evaluation many defense papers stopped at) and under an *adaptive* attack
+(Tramer et al. 2020): BPDA through non-differentiable preprocessing, EOT over
+randomness, detectors and classifier attacked jointly through
+:meth:`Guarded.attack_logits`, ensembles attacked as one function. An input
+counts as robust if the defense classifies it correctly or rejects it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advjax.attacks._adaptive import eot
+from advjax.attacks._pgd import pgd
+from advjax.defenses._guard import ABSTAIN, Guarded
+from advjax.defenses._preprocess import DefendedLogits
+
+
+class RandomizedWithoutEOTWarning(UserWarning):
+    """A randomized defense was attacked without Expectation over Transformation."""
+
+
+@dataclasses.dataclass
+class DefenseResult:
+    """One row of the defense table. Accuracies are fractions in ``[0, 1]``.
+
+    Attributes:
+      name: the defense.
+      model: the protected model.
+      eps: the Linf budget.
+      examples: number of test examples.
+      clean_accuracy: correct answers on clean inputs (abstentions count as wrong).
+      false_positive_rate: fraction of clean inputs rejected.
+      naive_robust_accuracy: correct-or-rejected under the transferred attack.
+      adaptive_robust_accuracy: correct-or-rejected under the adaptive attack.
+      robust_accuracy: per example, robust to both attacks.
+      overhead: inference time of the defense divided by the undefended model's.
+      randomized: whether the defense draws randomness.
+      eot_samples: EOT draws per query in the adaptive attack (1: no EOT).
+      randomized_without_eot: flag: a randomized defense attacked without EOT
+        (its adaptive figure is then an over-estimate).
+      attack_seconds: wall time of both attacks.
+    """
+
+    name: str
+    model: str
+    eps: float
+    examples: int
+    clean_accuracy: float
+    false_positive_rate: float
+    naive_robust_accuracy: float
+    adaptive_robust_accuracy: float
+    robust_accuracy: float
+    overhead: float
+    randomized: bool
+    eot_samples: int
+    randomized_without_eot: bool
+    attack_seconds: float
+
+    @staticmethod
+    def markdown_header() -> str:
+        return (
+            "| model | defense | clean acc | FPR | naive robust acc | adaptive robust acc "
+            "| time overhead | EOT |\n|---|---|---|---|---|---|---|---|"
+        )
+
+    def markdown_row(self) -> str:
+        eot_text = f"{self.eot_samples}" if self.randomized else "-"
+        if self.randomized_without_eot:
+            eot_text = "**none (warning)**"
+        return (
+            f"| {self.model} | {self.name} | {100 * self.clean_accuracy:.1f}% "
+            f"| {100 * self.false_positive_rate:.1f}% | {100 * self.naive_robust_accuracy:.1f}% "
+            f"| {100 * self.adaptive_robust_accuracy:.1f}% | {self.overhead:.1f}x | {eot_text} |"
+        )
+
+
+def to_markdown(results: Sequence[DefenseResult]) -> str:
+    """A markdown table of results."""
+    return "\n".join([DefenseResult.markdown_header(), *(r.markdown_row() for r in results)])
+
+
+def _predictor(defense) -> tuple[Callable, Callable, bool]:
+    """Returns ``(predict(x, key), target(y), randomized)`` for the supported defense kinds."""
+    if isinstance(defense, Guarded):
+        return defense.predict, defense.attack_logits, defense.randomized
+    if isinstance(defense, DefendedLogits):
+        adaptive = defense.adaptive()
+        randomized = defense.randomized
+
+        def predict(x, key):
+            return jnp.argmax(defense(x, key), axis=-1)
+
+        return predict, (lambda y: adaptive), randomized
+    if callable(defense):
+        if getattr(defense, "randomized", False):
+            raise TypeError(
+                "evaluate_defense: randomized callables must be DefendedLogits or Guarded"
+            )
+        return (lambda x, key: jnp.argmax(defense(x), axis=-1)), (lambda y: defense), False
+    raise TypeError(f"evaluate_defense: unsupported defense {type(defense).__name__}")
+
+
+def _best_time(fn, *args, repeats: int = 3) -> float:
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def evaluate_defense(
+    defense,
+    x,
+    y,
+    *,
+    eps: float,
+    key: jax.Array,
+    base_logits_fn: Callable,
+    name: str | None = None,
+    model: str = "",
+    naive_attack=None,
+    adaptive_attack=None,
+    eot_samples: int = 10,
+    batch_size: int = 250,
+) -> DefenseResult:
+    """Evaluates a defense against a naive and an adaptive Linf attack.
+
+    Args:
+      defense: a :class:`DefendedLogits` (preprocessing), a :class:`Guarded`
+        model (detectors, confidence, agreement) or a deterministic logits
+        function (an ensemble, or the undefended model as a baseline).
+      x, y: clean test inputs and integer labels.
+      eps: the Linf budget.
+      key: PRNG key (attacks and randomized defenses).
+      base_logits_fn: the undefended model: the naive attack's surrogate and
+        the reference for the time overhead.
+      name: the defense's label (default: its ``name`` attribute).
+      model: the protected model's label.
+      naive_attack: attack run on ``base_logits_fn`` and transferred; default
+        PGD-40.
+      adaptive_attack: attack run on the adaptive target (BPDA / joint
+        logits); default PGD-100 with step ``eps / 20``.
+      eot_samples: EOT draws per query for randomized defenses; ``1`` disables
+        EOT, which raises :class:`RandomizedWithoutEOTWarning` and sets
+        ``randomized_without_eot``.
+      batch_size: evaluation batch size.
+
+    Returns:
+      a :class:`DefenseResult` (``.markdown_row()`` for the table).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.defenses import bit_depth, evaluate_defense, preprocess
+      >>> w = jax.random.normal(jax.random.key(0), (16, 3))
+      >>> f = lambda x: x.reshape(x.shape[0], -1) @ w
+      >>> x = jax.random.uniform(jax.random.key(1), (8, 4, 4, 1))
+      >>> y = jnp.argmax(f(x), axis=-1)
+      >>> r = evaluate_defense(preprocess(f, bit_depth(2)), x, y, eps=0.3,
+      ...                      key=jax.random.key(2), base_logits_fn=f)
+      >>> r.adaptive_robust_accuracy <= r.clean_accuracy
+      True
+    """
+    if not 0 < float(eps) <= 1:
+        raise ValueError(f"evaluate_defense: eps must be in (0, 1], got {eps!r}")
+    if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
+        raise ValueError(
+            f"evaluate_defense: eot_samples must be an integer >= 1, got {eot_samples!r}"
+        )
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.int32)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError("evaluate_defense: x and y must be non-empty with the same length")
+    predict, target, randomized = _predictor(defense)
+    name = name or getattr(defense, "name", None) or "undefended"
+    naive_attack = naive_attack or pgd(eps, steps=40)
+    adaptive_attack = adaptive_attack or pgd(eps, steps=100, step_size=eps / 20)
+    without_eot = randomized and eot_samples < 2
+    if without_eot:
+        warnings.warn(
+            f"defense {name!r} is randomized but is evaluated without EOT (eot_samples=1): "
+            "its adaptive robust accuracy is likely an over-estimate",
+            RandomizedWithoutEOTWarning,
+            stacklevel=2,
+        )
+    if randomized:
+        attack = (
+            eot(adaptive_attack, eot_samples)
+            if not without_eot
+            else eot(adaptive_attack, 1, resample=False)
+        )
+    else:
+        attack = adaptive_attack
+
+    @jax.jit
+    def run(xb, yb, key):
+        keys = jax.random.split(key, 5)
+        x_naive = naive_attack(base_logits_fn, xb, yb, key=keys[0])
+        x_adaptive = attack(target(yb), xb, yb, key=keys[1])
+        return predict(xb, keys[2]), predict(x_naive, keys[3]), predict(x_adaptive, keys[4])
+
+    started = time.perf_counter()
+    clean, naive, adaptive = [], [], []
+    for i, start in enumerate(range(0, len(x), batch_size)):
+        outputs = run(
+            x[start : start + batch_size], y[start : start + batch_size], jax.random.fold_in(key, i)
+        )
+        for store, value in zip((clean, naive, adaptive), outputs):
+            store.append(np.asarray(value))
+    seconds = time.perf_counter() - started
+    clean, naive, adaptive = (np.concatenate(v) for v in (clean, naive, adaptive))
+
+    def robust(pred):
+        return (pred == y) | (pred == ABSTAIN)
+
+    xb = jnp.asarray(x[:batch_size])
+    defended_time = _best_time(jax.jit(predict), xb, key)
+    base_time = _best_time(jax.jit(base_logits_fn), xb)
+    return DefenseResult(
+        name=name,
+        model=model,
+        eps=float(eps),
+        examples=len(x),
+        clean_accuracy=float(np.mean(clean == y)),
+        false_positive_rate=float(np.mean(clean == ABSTAIN)),
+        naive_robust_accuracy=float(np.mean(robust(naive))),
+        adaptive_robust_accuracy=float(np.mean(robust(adaptive))),
+        robust_accuracy=float(np.mean(robust(naive) & robust(adaptive))),
+        overhead=defended_time / max(base_time, 1e-9),
+        randomized=randomized,
+        eot_samples=1 if without_eot or not randomized else eot_samples,
+        randomized_without_eot=without_eot,
+        attack_seconds=seconds,
+    )

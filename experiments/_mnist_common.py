@@ -1,0 +1,154 @@
+"""Shared plumbing of the MNIST paper recipes: flags, data, training and the final evaluation.
+
+Every recipe trains on the 5,000 shared training images and evaluates on the
+official 10,000 test images with PGD-50 x 10 restarts, step 0.01, at Linf 0.3
+(``advjax.pgd(0.3, steps=50, step_size=0.01, restarts=10)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from advjax._xla_flags import use_fast_cpu_loops
+
+use_fast_cpu_loops()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import advjax  # noqa: E402
+from advjax import data, eval, models, train  # noqa: E402
+
+DATA_DIR = Path("/work/shared/data")
+EPS = 0.3
+
+
+def parser(description: str, *, epochs: int, model: str, lr: float, batch_size: int = 100):
+    """The flags every recipe shares (defaults are the recipe's)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--train-size", type=int, default=5000)
+    p.add_argument("--test-size", type=int, default=10000)
+    p.add_argument("--model", default=model)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--eval-restarts", type=int, default=10)
+    p.add_argument("--eval-steps", type=int, default=50)
+    p.add_argument("--data-dir", default=str(DATA_DIR))
+    p.add_argument("--out", default=None, help="run folder (checkpoints, metrics.jsonl)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tensorboard", action="store_true", help="TensorBoard logs in --out")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def load_data(args):
+    """(train Dataset, test x on device, test y) from the shared MNIST files."""
+    root = Path(args.data_dir) / "mnist"
+    train_images = root / "train-5k-images-idx3-ubyte.gz"
+    if train_images.is_file():
+        train_set = data.load_idx_pair(train_images, root / "train-5k-labels-idx1-ubyte.gz")
+        test_set = data.load_mnist("test", data_dir=args.data_dir, download=False)
+    else:  # the embedded subset: the same 5k training images, 2k test images
+        print(f"{root} not found: using the embedded MNIST subset (2,000 test images)")
+        train_set = data.load_embedded_mnist("train")
+        test_set = data.load_embedded_mnist("test")
+    train_set = train_set.subset(np.arange(min(args.train_size, len(train_set))))
+    n_test = min(args.test_size, len(test_set))
+    x_test = data.to_device(test_set.images[:n_test])
+    y_test = np.asarray(test_set.labels[:n_test], np.int32)
+    return train_set, x_test, y_test
+
+
+def make_state(args, train_set, tx: optax.GradientTransformation, apply_wrapper=None):
+    """A fresh TrainState for ``args.model``."""
+    model = models.get_model(args.model)
+    variables = models.init_model(model, jax.random.key(args.seed), train_set.image_shape)
+    apply_fn = model.apply if apply_wrapper is None else apply_wrapper(model.apply)
+    state = train.TrainState.create(
+        apply_fn=apply_fn,
+        params=variables["params"],
+        batch_stats=variables.get("batch_stats"),
+        tx=tx,
+    )
+    return model, state
+
+
+def steps_per_epoch(args, train_set) -> int:
+    return data.num_batches(len(train_set), args.batch_size)
+
+
+def monitor(train_set, n: int = 500, steps: int = 10):
+    """Per-epoch check on ``n`` training images: clean and PGD-``steps`` accuracy at eps 0.3."""
+    x = data.to_device(train_set.images[:n])
+    y = np.asarray(train_set.labels[:n], np.int32)
+    return train.robust_eval_fn(x, y, advjax.pgd(EPS, steps=steps, step_size=EPS / 4))
+
+
+def run_fit(args, state, train_set, step, *, eval_fn=None, epochs=None, **kwargs):
+    out = Path(args.out) if args.out else None
+    started = time.perf_counter()
+    result = train.fit(
+        state,
+        train_set,
+        step,
+        epochs=epochs if epochs is not None else args.epochs,
+        batch_size=args.batch_size,
+        key=jax.random.key(args.seed + 1),
+        eval_fn=eval_fn,
+        checkpoint_dir=out / "checkpoints" if out else None,
+        metrics_path=out / "metrics.jsonl" if out else None,
+        tensorboard_dir=out / "tensorboard" if (out and args.tensorboard) else None,
+        progress=not args.no_progress,
+        **kwargs,
+    )
+    print(f"training: {time.perf_counter() - started:.1f} s, {int(result.state.step)} steps")
+    return result
+
+
+def final_eval(
+    args,
+    logits_fn: Callable,
+    x_test,
+    y_test,
+    *,
+    name: str,
+    paper: str,
+    extra_attacks: dict | None = None,
+    train_seconds: float | None = None,
+):
+    """PGD-50 x 10 (step 0.01) at Linf 0.3 on the test set; prints it beside the paper's figure."""
+    attacks = {
+        f"pgd{args.eval_steps}x{args.eval_restarts}": lambda e: advjax.pgd(
+            e, steps=args.eval_steps, step_size=0.01, restarts=args.eval_restarts
+        )
+    }
+    attacks.update(extra_attacks or {})
+    started = time.perf_counter()
+    report = eval.evaluate(
+        logits_fn, x_test, y_test, attacks, [EPS], key=jax.random.key(args.seed + 2)
+    )
+    seconds = time.perf_counter() - started
+    print(eval.format_table(report))
+    results = {
+        "recipe": name,
+        "clean_acc": round(100 * report.clean_accuracy, 2),
+        "test_size": int(len(y_test)),
+        "train_size": args.train_size,
+        "epochs": args.epochs,
+        "eval_seconds": round(seconds, 1),
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+    }
+    for result in [*report.attacks, report.worst_case]:
+        results[f"{result.name}@{EPS:g}"] = round(100 * result.robust_accuracy[0], 2)
+    print(f"\n{name}: measured {json.dumps(results)}")
+    print(f"{name}: paper       {paper}")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
