@@ -32,9 +32,9 @@ class QuickstartConfig:
 
     out: str = "runs/quickstart"
     model: str = "fast_mnist"
-    epochs: int = 20
+    epochs: int = 12
     batch_size: int = 100
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-3
     train_eps: float = 0.3
     train_steps: int = 10
     train_step_size: float = 0.05

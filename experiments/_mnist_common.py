@@ -58,7 +58,9 @@ def load_data(args):
         print(f"{root} not found: using the embedded MNIST subset (2,000 test images)")
         train_set = data.load_embedded_mnist("train")
         test_set = data.load_embedded_mnist("test")
-    train_set = train_set.subset(np.arange(min(args.train_size, len(train_set))))
+    # the 5k file is sorted by class: subsets are a fixed random draw (seed 0)
+    order = np.random.default_rng(0).permutation(len(train_set))
+    train_set = train_set.subset(np.sort(order[: min(args.train_size, len(train_set))]))
     n_test = min(args.test_size, len(test_set))
     x_test = data.to_device(test_set.images[:n_test])
     y_test = np.asarray(test_set.labels[:n_test], np.int32)
@@ -85,8 +87,9 @@ def steps_per_epoch(args, train_set) -> int:
 
 def monitor(train_set, n: int = 500, steps: int = 10):
     """Per-epoch check on ``n`` training images: clean and PGD-``steps`` accuracy at eps 0.3."""
-    x = data.to_device(train_set.images[:n])
-    y = np.asarray(train_set.labels[:n], np.int32)
+    pick = np.random.default_rng(1).permutation(len(train_set))[:n]  # the file is class-sorted
+    x = data.to_device(train_set.images[pick])
+    y = np.asarray(train_set.labels[pick], np.int32)
     return train.robust_eval_fn(x, y, advjax.pgd(EPS, steps=steps, step_size=EPS / 4))
 
 

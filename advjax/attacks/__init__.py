@@ -1,5 +1,6 @@
 """Attacks as pure functions: ``attack(logits_fn, x, y, *, key) -> x_adv``."""
 
+from advjax.attacks._adaptive import bpda, eot, eot_logits
 from advjax.attacks._apgd import apgd, apgd_t, checkpoint_schedule
 from advjax.attacks._core import (
     Attack,
@@ -9,8 +10,15 @@ from advjax.attacks._core import (
     project_to_threat,
     projected_gradient_ascent,
 )
+from advjax.attacks._cw import cw_l2
+from advjax.attacks._ddn import ddn
+from advjax.attacks._deepfool import deepfool
+from advjax.attacks._fab import fab
 from advjax.attacks._fgsm import fgm, fgsm
+from advjax.attacks._hopskipjump import hopskipjump
+from advjax.attacks._jsma import jsma
 from advjax.attacks._mifgsm import bim, mifgsm
+from advjax.attacks._onepixel import one_pixel
 from advjax.attacks._pgd import pgd
 from advjax.attacks._square import square
 from advjax.attacks._threat import ThreatModel, get_threat_model, l0, l1, l1_sparse, l2, linf
@@ -23,6 +31,7 @@ from advjax.attacks._transforms import (
     with_restarts,
     worst_case,
 )
+from advjax.attacks._universal import apply_universal, universal_perturbation
 
 __all__ = [
     "Attack",
@@ -30,21 +39,32 @@ __all__ = [
     "ThreatModel",
     "apgd",
     "apgd_t",
+    "apply_universal",
     "bim",
+    "bpda",
     "checkpoint_schedule",
     "choose_targets",
+    "cw_l2",
+    "ddn",
+    "deepfool",
     "early_stop",
+    "eot",
+    "eot_logits",
+    "fab",
     "fgm",
     "fgsm",
     "get_threat_model",
+    "hopskipjump",
     "is_better",
     "is_successful",
+    "jsma",
     "l0",
     "l1",
     "l1_sparse",
     "l2",
     "linf",
     "mifgsm",
+    "one_pixel",
     "over_epsilons",
     "pgd",
     "project_to_threat",
@@ -52,6 +72,7 @@ __all__ = [
     "restart_keys",
     "square",
     "targeted",
+    "universal_perturbation",
     "with_restarts",
     "worst_case",
 ]

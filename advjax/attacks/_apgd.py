@@ -283,7 +283,11 @@ def apgd_t(
       steps: iterations per target.
       num_targets: how many of the top classes to target (``< num_classes``).
       restarts: random restarts per target.
-      rho, alpha, early_stop, clip_min, clip_max: as in :func:`apgd`.
+      rho: the checkpoint threshold, as in :func:`apgd`.
+      alpha: the momentum weight.
+      early_stop: stop a target's loop once all examples are broken.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` with ``y`` the true labels.

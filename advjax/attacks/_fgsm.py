@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 
-from advjax._checks import check_epsilon, check_inputs, check_range
-from advjax.attacks._core import Attack, projected_gradient_ascent
-from advjax.attacks._threat import ThreatModel, get_threat_model
-from advjax.losses import Loss, get_loss
+from advjax.attacks._core import Attack
+from advjax.attacks._pgd import pgd
+from advjax.attacks._threat import ThreatModel
+from advjax.losses import Loss
 
 
 def fgsm(
@@ -49,33 +49,18 @@ def fgsm(
       >>> advjax.fgsm(eps=0.1)(logits_fn, x, jnp.array([0]), key=jax.random.key(0))
       Array([[0.4, 0.4, 0.4]], dtype=float32)
     """
-    check_epsilon(eps)
-    check_range(clip_min, clip_max)
-    threat = get_threat_model(norm)
-    loss_fn = get_loss(loss)
-    step_size = eps if step_size is None else step_size
-    check_epsilon(step_size, "step_size")
-
-    def attack(logits_fn, x, y, *, key):
-        check_inputs(x, y, clip_min, clip_max)
-        return projected_gradient_ascent(
-            logits_fn,
-            x,
-            y,
-            key,
-            eps=eps,
-            step_size=step_size,
-            steps=1,
-            threat=threat,
-            loss=loss_fn,
-            targeted=targeted,
-            random_start=random_start,
-            keep_best=False,
-            clip_min=clip_min,
-            clip_max=clip_max,
-        )
-
-    return attack
+    return pgd(
+        eps,
+        steps=1,
+        step_size=eps if step_size is None else step_size,
+        norm=norm,
+        loss=loss,
+        random_start=random_start,
+        targeted=targeted,
+        keep_best=False,
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )
 
 
 fgm = functools.partial(fgsm, norm="l2")

@@ -6,8 +6,14 @@ import jax
 import jax.numpy as jnp
 
 from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range, is_concrete
-from advjax.attacks._core import Attack, _select, attack_objective, is_better, is_successful
-from advjax.attacks._core import project_to_threat
+from advjax.attacks._core import (
+    Attack,
+    _select,
+    attack_objective,
+    is_better,
+    is_successful,
+    project_to_threat,
+)
 from advjax.attacks._pgd import pgd
 from advjax.attacks._threat import ThreatModel, get_threat_model
 from advjax.losses import Loss, get_loss
@@ -35,7 +41,11 @@ def bim(
       eps: the perturbation budget.
       steps: iterations (``None``: the paper's rule above).
       step_size: step length (``None``: one grey level).
-      norm, loss, targeted, clip_min, clip_max: as in :func:`advjax.pgd`.
+      norm: ``"linf"``, ``"l2"``, ``"l1"`` or a :class:`ThreatModel`.
+      loss: the loss to ascend.
+      targeted: ``y`` holds targets; the loss is descended.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` (the key is unused).
@@ -85,8 +95,9 @@ def mifgsm(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
-    """Builds the momentum iterative FGSM (Dong et al. 2018, "Boosting Adversarial
-    Attacks with Momentum").
+    """Builds MI-FGSM, the momentum iterative fast gradient sign method.
+
+    Dong et al. (2018), "Boosting Adversarial Attacks with Momentum".
 
     ``g <- decay * g + grad / ||grad||_1``; ``x <- Proj(x + step * direction(g))``.
     Paper defaults: ``decay = 1.0``, 10 steps of ``eps / 10``, no random start.

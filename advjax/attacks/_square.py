@@ -12,8 +12,11 @@ from advjax.losses import as_labels, ce, cw_margin
 
 
 def square_schedule(iteration, total: int, p_init: float):
-    """The paper's square-size schedule: ``p_init`` halved at iterations 10, 50, 200, 500,
-    1000, 2000, 4000, 6000 and 8000, rescaled from 10,000 iterations to ``total``."""
+    """The paper's schedule of the square's share of pixels at ``iteration``.
+
+    ``p_init`` halved at iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000 and
+    8000, rescaled from 10,000 iterations to ``total``.
+    """
     scaled = (iteration * 10000) // max(total, 1)
     bounds = jnp.asarray([10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000])
     halvings = jnp.sum(scaled > bounds)
@@ -27,7 +30,9 @@ def _as_nhwc(x):
         return x[..., None]
     if x.ndim == 2:
         return x[:, :, None, None]
-    raise ValueError(f"square expects images [B, H, W(, C)] or vectors [B, D], got shape {x.shape}.")
+    raise ValueError(
+        f"square expects images [B, H, W(, C)] or vectors [B, D], got shape {x.shape}."
+    )
 
 
 def square(
@@ -111,14 +116,14 @@ def square(
             return value, margin <= 0
 
         def project(candidate):
-            flat = project_to_threat(
-                threat, x, candidate.reshape(shape), eps, clip_min, clip_max
-            )
+            flat = project_to_threat(threat, x, candidate.reshape(shape), eps, clip_min, clip_max)
             return flat.reshape(xi.shape)
 
         init_key, loop_key = jax.random.split(key)
         if threat.name == "linf":
-            stripes = jax.random.choice(init_key, jnp.array([-1.0, 1.0]), (batch, 1, width, channels))
+            stripes = jax.random.choice(
+                init_key, jnp.array([-1.0, 1.0]), (batch, 1, width, channels)
+            )
             x0 = project(xi + eps * stripes)
         else:
             noise = jax.random.normal(init_key, xi.shape)
@@ -140,10 +145,14 @@ def square(
             step_key = jax.random.fold_in(loop_key, i)
             pos_key, sign_key = jax.random.split(step_key)
             p = square_schedule(i, queries, p_init)
-            side = jnp.clip(jnp.round(jnp.sqrt(p * height * width)), 1, max(min(height, width) - 1, 1))
+            side = jnp.clip(
+                jnp.round(jnp.sqrt(p * height * width)), 1, max(min(height, width) - 1, 1)
+            )
             side = side.astype(jnp.int32)
             top = jax.random.randint(pos_key, (batch, 1, 1, 1), 0, height - side + 1)
-            left = jax.random.randint(jax.random.fold_in(pos_key, 1), (batch, 1, 1, 1), 0, width - side + 1)
+            left = jax.random.randint(
+                jax.random.fold_in(pos_key, 1), (batch, 1, 1, 1), 0, width - side + 1
+            )
             window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
             signs = jax.random.choice(sign_key, jnp.array([-1.0, 1.0]), (batch, 1, 1, channels))
             delta = x_best - xi

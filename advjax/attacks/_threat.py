@@ -109,9 +109,8 @@ l2 = ThreatModel(
 """The Euclidean ball: normalised-gradient steps, radial projection."""
 
 
-
 def _solve_capped_linear(weights, rates, caps, target):
-    """Per row, the smallest ``t >= 0`` with ``sum_i weights_i * min(t * rates_i, caps_i) >= target``.
+    """Per row, the smallest ``t >= 0`` with ``sum_i w_i min(t r_i, cap_i) >= target``.
 
     The left side is piecewise linear and non-decreasing in ``t``; sorting its
     breakpoints ``caps_i / rates_i`` gives the exact solution in ``O(d log d)``.
@@ -195,7 +194,9 @@ def _solve_shifted(start, amount, target):
 
 
 def _l1_project(delta, eps):
-    return _l1_box_project(delta, eps, -jnp.inf * jnp.ones_like(delta), jnp.inf * jnp.ones_like(delta))
+    return _l1_box_project(
+        delta, eps, -jnp.inf * jnp.ones_like(delta), jnp.inf * jnp.ones_like(delta)
+    )
 
 
 def _top_k_mask(values, k):
@@ -205,9 +206,11 @@ def _top_k_mask(values, k):
 
 
 def l1_sparse(sparsity: float = 0.05) -> ThreatModel:
-    """The L1 ball with sparse steps: the sign of the top ``sparsity`` share of gradient
-    coordinates, scaled to unit L1 norm (the step of Croce & Hein 2021, "Mind the box:
-    l1-APGD", with a fixed sparsity), and the exact projection onto the ball ∩ box.
+    """The L1 ball with sparse steps and the exact projection onto the ball ∩ box.
+
+    Steps take the sign of the top ``sparsity`` share of gradient coordinates,
+    scaled to unit L1 norm (the step of Croce & Hein 2021, "Mind the box:
+    l1-APGD", with a fixed sparsity instead of their adaptive one).
 
     Example:
       >>> import jax.numpy as jnp
@@ -274,9 +277,7 @@ def _l0_init(key, shape, eps):
 
 l0 = ThreatModel(
     name="l0",
-    norm=lambda delta: jnp.sum(delta.reshape(delta.shape[0], -1) != 0, axis=-1).astype(
-        delta.dtype
-    ),
+    norm=lambda delta: jnp.sum(delta.reshape(delta.shape[0], -1) != 0, axis=-1).astype(delta.dtype),
     project=_l0_project,
     direction=_l0_direction,
     random_init=_l0_init,
@@ -299,4 +300,6 @@ def get_threat_model(norm: str | ThreatModel) -> ThreatModel:
     key = str(norm).lower()
     if key in _THREATS:
         return _THREATS[key]
-    raise ValueError(f"unknown norm {norm!r}; choose one of ['linf', 'l2', 'l1', 'l0'] or pass a ThreatModel.")
+    raise ValueError(
+        f"unknown norm {norm!r}; choose one of ['linf', 'l2', 'l1', 'l0'] or pass a ThreatModel."
+    )

@@ -163,7 +163,9 @@ def choose_targets(logits: jax.Array, y: jax.Array, targets, key: jax.Array) -> 
         )
     targets = jnp.asarray(targets)
     if targets.shape != labels.shape or not jnp.issubdtype(targets.dtype, jnp.integer):
-        raise ValueError(f"targets must be int [B]={labels.shape}, got {targets.dtype} {targets.shape}.")
+        raise ValueError(
+            f"targets must be int [B]={labels.shape}, got {targets.dtype} {targets.shape}."
+        )
     return targets.astype(jnp.int32)
 
 
@@ -260,7 +262,7 @@ def worst_case(attacks, *, targeted: bool = False) -> Attack:
         for index, attack in enumerate(attacks):
             attack_key = jax.random.fold_in(key, index)
 
-            def run(carry, attack=attack, attack_key=attack_key):
+            def run(carry, attack=attack, attack_key=attack_key, index=index):
                 x_best, broken = carry
                 x_in = jnp.where(_mask_like(broken, x), x_best, x)
                 x_adv = attack(logits_fn, x_in, y, key=attack_key)

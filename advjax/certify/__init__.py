@@ -16,6 +16,7 @@ from advjax.certify._certified import (
 from advjax.certify._crown import crown_bounds, crown_ibp_bounds, linear_bounds, margin_bounds
 from advjax.certify._interval import INTERVAL_RULES, interval_bounds
 from advjax.certify._jaxpr_interp import Interval, UnsupportedPrimitiveError
+from advjax.certify._report import certified_markdown, certified_report
 from advjax.certify._smoothing import (
     ABSTAIN,
     binomial_test_two_sided,
@@ -26,8 +27,25 @@ from advjax.certify._smoothing import (
     smooth_certify,
     smooth_predict,
 )
+from advjax.certify._training import (
+    batched_margin_lower_bounds,
+    certified_training,
+    crown_ibp_training,
+    gaussian_noise_training,
+    ibp_schedules,
+    ibp_training,
+    ramp_schedule,
+)
 
 __all__ = [
+    "ramp_schedule",
+    "ibp_training",
+    "ibp_schedules",
+    "crown_ibp_training",
+    "certified_training",
+    "certified_report",
+    "certified_markdown",
+    "batched_margin_lower_bounds",
     "ABSTAIN",
     "INTERVAL_RULES",
     "Interval",
@@ -41,6 +59,7 @@ __all__ = [
     "crown_bounds",
     "crown_ibp_bounds",
     "gaussian_noise_augment",
+    "gaussian_noise_training",
     "interval_bounds",
     "linear_bounds",
     "margin_bounds",

@@ -58,7 +58,7 @@ class Detector:
         return self.score_fn(x) > self._require_threshold()
 
     def margin(self, x: jax.Array, *, adaptive: bool = True) -> jax.Array:
-        """``(score - threshold) / scale``: positive when flagged; differentiable if ``adaptive``."""
+        """``(score - threshold) / scale``, positive when flagged (BPDA scores if ``adaptive``)."""
         fn = (
             self.attack_score_fn
             if (adaptive and self.attack_score_fn is not None)
@@ -248,7 +248,8 @@ def mahalanobis_detector(
 
     Args:
       features_fn: ``x -> features[B, D]``.
-      x_fit, y_fit: clean inputs and integer labels.
+      x_fit: clean inputs to fit on.
+      y_fit: their integer labels.
       num_classes: number of classes; ``None`` infers ``max(y) + 1``.
       ridge: added to the covariance diagonal (relative to its mean variance).
       batch_size: batch size for computing features.

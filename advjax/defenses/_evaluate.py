@@ -143,7 +143,8 @@ def evaluate_defense(
       defense: a :class:`DefendedLogits` (preprocessing), a :class:`Guarded`
         model (detectors, confidence, agreement) or a deterministic logits
         function (an ensemble, or the undefended model as a baseline).
-      x, y: clean test inputs and integer labels.
+      x: clean test inputs.
+      y: their integer labels.
       eps: the Linf budget.
       key: PRNG key (attacks and randomized defenses).
       base_logits_fn: the undefended model: the naive attack's surrogate and
@@ -218,7 +219,7 @@ def evaluate_defense(
         outputs = run(
             x[start : start + batch_size], y[start : start + batch_size], jax.random.fold_in(key, i)
         )
-        for store, value in zip((clean, naive, adaptive), outputs):
+        for store, value in zip((clean, naive, adaptive), outputs, strict=True):
             store.append(np.asarray(value))
     seconds = time.perf_counter() - started
     clean, naive, adaptive = (np.concatenate(v) for v in (clean, naive, adaptive))

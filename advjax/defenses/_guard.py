@@ -94,7 +94,7 @@ class Guarded:
         return jnp.max(jnp.stack(margins), axis=0)
 
     def attack_logits(self, y: jax.Array) -> Callable:
-        """The adaptive attack's target for true labels ``y``: ``x -> logits`` (``(x, key)`` if randomized).
+        """The adaptive attack target for labels ``y``: ``x -> logits`` (or ``(x, key)``).
 
         The true class's logit becomes ``logaddexp(z_y, max_k z_k + sharpness * m(x))``
         with ``m`` the :meth:`rejection_margin`: above every other logit when the

@@ -265,7 +265,7 @@ def chain(*preprocessors: Preprocessor) -> Preprocessor:
 
     def run(x, key, use_approx):
         keys = jax.random.split(key, len(steps)) if randomized else [None] * len(steps)
-        for p, k in zip(steps, keys):
+        for p, k in zip(steps, keys, strict=True):
             if use_approx and not p.differentiable:
                 x = p.approx(x, k) if p.approx is not None else x
             else:

@@ -1,5 +1,12 @@
 """Evaluation: clean and robust accuracy per attack and budget, and reports."""
 
+from advjax.eval._autoattack import (
+    AutoAttackResult,
+    autoattack,
+    rand_attacks,
+    standard_attacks,
+)
+from advjax.eval._diagnostics import curve_checks, gradient_masking_checks
 from advjax.eval._report import (
     format_table,
     plot_robustness_curve,
@@ -10,6 +17,12 @@ from advjax.eval._robustness import AttackResult, RobustnessReport, evaluate
 
 __all__ = [
     "AttackResult",
+    "AutoAttackResult",
+    "autoattack",
+    "curve_checks",
+    "gradient_masking_checks",
+    "rand_attacks",
+    "standard_attacks",
     "RobustnessReport",
     "evaluate",
     "format_table",

@@ -75,6 +75,17 @@ def to_markdown(report: RobustnessReport, title: str = "Robustness report") -> s
         "",
         _detail_table(report),
     ]
+    warnings = getattr(report, "warnings", None) or []
+    diagnostics = getattr(report, "diagnostics", None) or {}
+    if warnings or diagnostics:
+        lines += ["", "## Gradient-masking diagnostics", ""]
+        if warnings:
+            lines += [f"> **WARNING:** {warning}" for warning in warnings]
+        else:
+            lines.append("No sign of gradient masking found.")
+        figures = {k: v for k, v in diagnostics.items() if isinstance(v, (int, float))}
+        if figures:
+            lines += [""] + [f"- {name}: {value:.4g}" for name, value in figures.items()]
     if report.meta:
         lines += ["", "## Run", "", "```json", json.dumps(report.meta, indent=2), "```"]
     return "\n".join(lines) + "\n"

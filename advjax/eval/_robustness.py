@@ -14,6 +14,7 @@ import numpy as np
 
 from advjax._checks import check_epsilon, check_inputs, check_positive_int
 from advjax.attacks import Attack, LogitsFn, get_threat_model, over_epsilons
+from advjax.eval._diagnostics import curve_checks, gradient_masking_checks
 
 AttackFactory = Callable[[jax.Array], Attack]
 
@@ -47,7 +48,9 @@ class RobustnessReport:
     """Clean and robust accuracy per attack and budget; see :func:`evaluate`.
 
     ``worst_case`` counts an example as broken if any attack broke it, so it is
-    never above any single attack's figure.
+    never above any single attack's figure. ``warnings`` lists gradient-masking
+    signs found by :func:`advjax.eval.gradient_masking_checks` and
+    :func:`advjax.eval.curve_checks`; ``diagnostics`` holds their figures.
     """
 
     norm: str
@@ -57,6 +60,8 @@ class RobustnessReport:
     attacks: list[AttackResult]
     worst_case: AttackResult
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def robust_accuracy(self, attack: str, eps: float) -> float:
         """The robust accuracy of ``attack`` (or ``"worst_case"``) at budget ``eps``."""
@@ -153,6 +158,8 @@ def evaluate(
     batch_size: int = 500,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
+    diagnostics: bool = True,
+    black_box: Sequence[str] = (),
 ) -> RobustnessReport:
     """Measures clean accuracy and robust accuracy per attack and budget.
 
@@ -171,6 +178,12 @@ def evaluate(
       batch_size: examples per compiled batch.
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
+      diagnostics: run the gradient-masking checks (zero input gradients on the
+        first batch, non-deterministic logits, curves that do not fall, black-box
+        attacks beating white-box ones) and list what they find in
+        ``report.warnings``.
+      black_box: names of black-box attacks in ``attacks`` (names containing
+        ``square``, ``hopskipjump`` or ``one_pixel`` are recognised anyway).
 
     Returns:
       A :class:`RobustnessReport`.
@@ -227,7 +240,7 @@ def evaluate(
     worst = _summarise(
         "worst_case", correct, any_broken, smallest_norm, sum(r.seconds for r in results)
     )
-    return RobustnessReport(
+    report = RobustnessReport(
         norm=threat.name,
         epsilons=[float(e) for e in epsilons],
         num_examples=int(len(x)),
@@ -235,3 +248,11 @@ def evaluate(
         attacks=results,
         worst_case=worst,
     )
+    if diagnostics:
+        model_figures, model_warnings = gradient_masking_checks(
+            logits_fn, x[:batch_size], y[:batch_size]
+        )
+        curve_figures, curve_warnings = curve_checks(report, tuple(black_box))
+        report.diagnostics = {**model_figures, **curve_figures}
+        report.warnings = model_warnings + curve_warnings
+    return report

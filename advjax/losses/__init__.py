@@ -12,4 +12,14 @@ from advjax.losses._losses import (
     kl,
 )
 
-__all__ = ["Loss", "as_labels", "as_probabilities", "ce", "cw_margin", "dlr", "dlr_targeted", "get_loss", "kl"]
+__all__ = [
+    "Loss",
+    "as_labels",
+    "as_probabilities",
+    "ce",
+    "cw_margin",
+    "dlr",
+    "dlr_targeted",
+    "get_loss",
+    "kl",
+]

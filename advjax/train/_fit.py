@@ -189,6 +189,8 @@ def fit(
     carried: dict[str, list[float]] = {}  # this epoch's step metrics from before a resume
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     metrics_path = Path(metrics_path) if metrics_path is not None else None
+    if metrics_path is not None:
+        metrics_path.parent.mkdir(parents=True, exist_ok=True)
 
     if checkpoint_dir is not None and resume:
         latest = latest_checkpoint(checkpoint_dir)

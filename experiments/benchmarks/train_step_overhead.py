@@ -20,6 +20,7 @@ from advjax._xla_flags import use_fast_cpu_loops
 use_fast_cpu_loops()
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 import advjax  # noqa: E402
@@ -27,6 +28,7 @@ from advjax import models, train  # noqa: E402
 
 
 def _state(model, variables):
+    variables = jax.tree.map(jnp.copy, variables)  # each state owns its (donated) buffers
     return train.TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],

@@ -108,7 +108,15 @@ NETS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(NETS))
+# BatchNorm, pooling and residual additions stay covered in the default run by
+# test_certify_crown_sound_and_tighter_than_ibp[conv] (IBP, CROWN and CROWN-IBP).
+_SLOW_NETS = {"flax_bn_pool_residual"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_NETS else n for n in sorted(NETS)],
+)
 def test_certify_interval_sound(name, check_sound):
     make, shape = NETS[name]
     f = make()
@@ -121,6 +129,7 @@ def test_certify_interval_sound(name, check_sound):
         check_sound(f, x - eps, x + eps, lo, hi, k)
 
 
+@pytest.mark.slow  # dense rules stay covered by test_certify_interval_sound[dense]
 @settings(max_examples=5, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
@@ -194,6 +203,7 @@ def test_certify_interval_constants_fold():
     np.testing.assert_allclose(hi - lo, 1.0)
 
 
+@pytest.mark.slow  # covered in the default run by tests/certify/test_certify_training.py
 def test_certify_interval_jit_equals_eager():
     f = NETS["flax_bn_pool_residual"][0]()
     x = jax.random.uniform(KEY, (8, 8, 3))
@@ -203,6 +213,7 @@ def test_certify_interval_jit_equals_eager():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # covered in the default run by tests/certify/test_certify_training.py
 def test_certify_interval_grad_finite_for_ibp_training():
     model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
     params = model.init(KEY, jnp.zeros(4))

@@ -19,7 +19,17 @@ SMALL = {
 SHAPES = {"preact_resnet18": (8, 8, 3), "wide_resnet": (8, 8, 3)}
 
 
-_SLOW = {"preact_resnet18", "wide_resnet", "ibp_large", "ibp_medium", "fast_mnist"}
+_SLOW = {
+    "preact_resnet18",
+    "wide_resnet",
+    "ibp_large",
+    "ibp_medium",
+    "fast_mnist",
+    # heaviest on CPU; mlp stays in the default run (IBP + CROWN-IBP soundness on the zoo)
+    "ibp_small",
+    "madry_cnn",
+    "small_cnn",
+}
 
 
 @pytest.mark.parametrize(

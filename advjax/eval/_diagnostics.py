@@ -1,0 +1,140 @@
+"""Gradient-masking diagnostics (Athalye et al. 2018; Carlini et al. 2019 checklist).
+
+Signs that an evaluation may overstate robustness because gradients are masked
+or obfuscated: many exactly-zero input gradients, robust accuracy that does not
+fall as the budget grows, a black-box attack beating the white-box ones, and
+logits that change between identical calls (a randomized model needs EOT).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advjax.losses import ce
+
+BLACK_BOX_NAMES = ("square", "hopskipjump", "hsj", "one_pixel", "onepixel", "boundary")
+
+
+def gradient_masking_checks(
+    logits_fn,
+    x,
+    y,
+    *,
+    zero_gradient_threshold: float = 0.05,
+    black_box_accuracy: float | None = None,
+    white_box_accuracy: float | None = None,
+    tolerance: float = 1e-6,
+) -> tuple[dict[str, Any], list[str]]:
+    """Model-level checks: zero input gradients, non-deterministic logits, black box vs white box.
+
+    Args:
+      logits_fn: the eval-mode model.
+      x: a batch of inputs.
+      y: their integer labels.
+      zero_gradient_threshold: warn when more than this share of examples has an
+        all-zero input gradient of the cross-entropy.
+      black_box_accuracy: robust accuracy under the best black-box attack, if any.
+      white_box_accuracy: robust accuracy under the best white-box attack.
+      tolerance: largest logit difference between two identical calls.
+
+    Returns:
+      ``(figures, warnings)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.eval import gradient_masking_checks
+      >>> flat = lambda x: jnp.zeros((x.shape[0], 3)) + 0.0 * x.sum()  # gradient always zero
+      >>> figures, warnings = gradient_masking_checks(flat, jnp.ones((4, 2)), jnp.zeros(4, int))
+      >>> figures["zero_gradient_share"], len(warnings)
+      (1.0, 1)
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), y)))(x)
+    per_example = jnp.max(jnp.abs(grad).reshape(grad.shape[0], -1), -1)
+    zero_share = float(jnp.mean(per_example == 0))
+    coordinate_share = float(jnp.mean(grad == 0))
+    first, second = np.asarray(logits_fn(x)), np.asarray(logits_fn(x))
+    logit_change = float(np.max(np.abs(first - second))) if first.size else 0.0
+    figures: dict[str, Any] = {
+        "zero_gradient_share": zero_share,
+        "zero_gradient_coordinate_share": coordinate_share,
+        "logits_max_abs_change": logit_change,
+    }
+    warnings = []
+    if zero_share > zero_gradient_threshold:
+        warnings.append(
+            f"{100 * zero_share:.1f}% of examples have an all-zero input gradient: gradients may "
+            "be masked (shattered or saturated); try BPDA, a black-box attack, or another loss."
+        )
+    if not np.isfinite(logit_change) or logit_change > tolerance:
+        warnings.append(
+            f"logits differ between two identical calls (max change {logit_change:.3g}): the "
+            "model is randomized or stateful; evaluate with EOT (advjax.attacks.eot)."
+        )
+    if black_box_accuracy is not None and white_box_accuracy is not None:
+        figures["black_box_accuracy"] = black_box_accuracy
+        figures["white_box_accuracy"] = white_box_accuracy
+        if black_box_accuracy < white_box_accuracy - 1e-9:
+            warnings.append(
+                f"a black-box attack beats the white-box ones (robust accuracy "
+                f"{100 * black_box_accuracy:.2f}% vs {100 * white_box_accuracy:.2f}%): "
+                "a sign of gradient masking."
+            )
+    return figures, warnings
+
+
+def curve_checks(report, black_box: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+    """Report-level checks on a :class:`RobustnessReport`'s curves.
+
+    Warns when an attack's robust accuracy does not fall at all over the positive
+    budgets (while above zero), when some accuracy stays above zero at a budget
+    that covers the whole input range (Linf >= half of it: every image can be
+    turned grey), and when a black-box attack (``black_box`` names, or names
+    containing ``square``, ``hopskipjump``, ``one_pixel``) beats every white-box
+    attack at some budget.
+
+    Example:
+      >>> # figures, warnings = advjax.eval.curve_checks(report)
+    """
+    epsilons = np.asarray(report.epsilons, dtype=float)
+    positive = np.flatnonzero(epsilons > 0)
+    figures: dict[str, Any] = {"flat_curves": [], "black_box_wins": []}
+    warnings = []
+    for result in report.attacks:
+        acc = np.asarray(result.robust_accuracy, dtype=float)
+        if len(positive) >= 2 and acc[positive[-1]] > 0 and acc[positive[-1]] >= acc[positive[0]]:
+            figures["flat_curves"].append(result.name)
+            warnings.append(
+                f"robust accuracy under {result.name} does not fall with epsilon "
+                f"({100 * acc[positive[0]]:.2f}% at eps={epsilons[positive[0]]:g} and at "
+                f"eps={epsilons[positive[-1]]:g}): the attack may be stuck on masked gradients."
+            )
+    if report.norm == "linf" and len(epsilons) and epsilons[-1] >= 0.5:
+        worst = report.worst_case.robust_accuracy[-1]
+        if worst > 0:
+            warnings.append(
+                f"robust accuracy is {100 * worst:.2f}% at eps={epsilons[-1]:g}, a budget that "
+                "can erase any image: the attacks are not working (gradient masking?)."
+            )
+    names = set(black_box) | {
+        r.name for r in report.attacks if any(b in r.name.lower() for b in BLACK_BOX_NAMES)
+    }
+    black = [r for r in report.attacks if r.name in names]
+    white = [r for r in report.attacks if r.name not in names]
+    if black and white:
+        for i, eps in enumerate(epsilons):
+            best_black = min(r.robust_accuracy[i] for r in black)
+            best_white = min(r.robust_accuracy[i] for r in white)
+            if best_black < best_white - 1e-9:
+                figures["black_box_wins"].append(float(eps))
+        if figures["black_box_wins"]:
+            warnings.append(
+                "a black-box attack beats every white-box attack at eps="
+                + ", ".join(f"{e:g}" for e in figures["black_box_wins"])
+                + ": a sign of gradient masking."
+            )
+    return figures, warnings
