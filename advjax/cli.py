@@ -18,7 +18,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type) -> None:
         elif field.name == "eval_epsilons":
             parser.add_argument(flag, type=float, nargs="+", default=list(field.default))
         else:
-            kind = {"int": int, "float": float, "str": str}[str(field.type)]
+            kind = {"int": int, "float": float, "float | None": float, "str": str}[str(field.type)]
             parser.add_argument(flag, type=kind, default=field.default)
 
 

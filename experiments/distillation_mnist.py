@@ -35,16 +35,18 @@ def main() -> None:
     def sgd():
         return optax.sgd(train.cosine_lr(args.lr, total), momentum=0.5)
 
+    out = args.out
     _, teacher_state = common.make_state(args, train_set, sgd())
+    args.out = f"{out}/teacher" if out else None
     teacher = common.run_fit(
         args, teacher_state, train_set, train.make_step(train.distillation(args.temperature))
     )
     teacher_logits = train.eval_logits(teacher.state)
     _, student_state = common.make_state(args, train_set, sgd())
     objective = train.distillation(args.temperature, teacher=teacher_logits)
-    args.seed += 10  # a different data order / init for the student
+    args.out, args.seed = (f"{out}/student" if out else None), args.seed + 10
     student = common.run_fit(args, student_state, train_set, train.make_step(objective))
-    args.seed -= 10
+    args.out, args.seed = out, args.seed - 10
     cw = {
         f"cw_pgd{args.eval_steps}x{args.eval_restarts}": lambda e: advjax.pgd(
             e, steps=args.eval_steps, step_size=0.01, restarts=args.eval_restarts, loss="cw"

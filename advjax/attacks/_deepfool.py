@@ -50,8 +50,8 @@ def deepfool(
     Example:
       >>> import jax, jax.numpy as jnp
       >>> import advjax
-      >>> logits_fn = lambda x: jnp.stack([x.sum(-1), -x.sum(-1)], axis=-1)
-      >>> x_adv = advjax.attacks.deepfool()(logits_fn, jnp.full((1, 2), 0.5), jnp.array([0]),
+      >>> logits_fn = lambda x: jnp.stack([x.sum(-1) - 1.0, 1.0 - x.sum(-1)], axis=-1)
+      >>> x_adv = advjax.attacks.deepfool()(logits_fn, jnp.full((1, 2), 0.55), jnp.array([0]),
       ...                                   key=jax.random.key(0))
       >>> int(jnp.argmax(logits_fn(x_adv)))
       1
