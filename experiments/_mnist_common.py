@@ -155,3 +155,41 @@ def final_eval(
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def run_beta_recipe(description: str, make_objective, *, name: str, paper) -> None:
+    """The shared TRADES/MART recipe: SmallCNN, ramped eps, Adam triangular LR, PGD-50x10 eval.
+
+    Args:
+      description: the script's one-line description (its ``--help``).
+      make_objective: ``(epsilon, beta=..., steps=..., step_size=...) -> objective``,
+        i.e. ``train.trades`` or ``train.mart``.
+      name: ``args -> recipe name`` for the printed results.
+      paper: ``beta -> the paper's figure`` to print beside ours.
+    """
+    p = parser(description, epochs=20, model="small_cnn", lr=1e-3)
+    p.add_argument("--beta", type=float, default=6.0)
+    p.add_argument("--train-steps", type=int, default=40)
+    p.add_argument("--train-step-size", type=float, default=0.01)
+    p.add_argument("--ramp", type=float, default=0.3, help="eps ramp, fraction of training")
+    args = p.parse_args()
+    train_set, x_test, y_test = load_data(args)
+    total = args.epochs * steps_per_epoch(args, train_set)
+    _, state = make_state(args, train_set, optax.adam(train.triangular_lr(args.lr, total)))
+    ratio = args.train_step_size / EPS
+    objective = make_objective(
+        train.epsilon_ramp(EPS, int(args.ramp * total)) if args.ramp > 0 else EPS,
+        beta=args.beta,
+        steps=args.train_steps,
+        step_size=lambda eps: ratio * eps,
+    )
+    result = run_fit(args, state, train_set, train.make_step(objective), eval_fn=monitor(train_set))
+    final_eval(
+        args,
+        train.eval_logits(result.state),
+        x_test,
+        y_test,
+        name=name(args),
+        paper=paper(args.beta),
+        train_seconds=result.train_seconds,
+    )

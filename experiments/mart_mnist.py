@@ -11,7 +11,6 @@ training images, an eps ramp over the first 30%, Adam with a triangular rate.
 from __future__ import annotations
 
 import _mnist_common as common
-import optax
 
 from advjax import train
 
@@ -19,33 +18,11 @@ PAPER = "MART, MNIST CNN, 60k images, beta 6: ~98.9% clean, ~95% PGD-20 (eps 0.3
 
 
 def main() -> None:
-    p = common.parser(__doc__.splitlines()[0], epochs=20, model="small_cnn", lr=1e-3)
-    p.add_argument("--beta", type=float, default=6.0)
-    p.add_argument("--train-steps", type=int, default=40)
-    p.add_argument("--train-step-size", type=float, default=0.01)
-    p.add_argument("--ramp", type=float, default=0.3, help="eps ramp, fraction of training")
-    args = p.parse_args()
-    train_set, x_test, y_test = common.load_data(args)
-    total = args.epochs * common.steps_per_epoch(args, train_set)
-    _, state = common.make_state(args, train_set, optax.adam(train.triangular_lr(args.lr, total)))
-    ratio = args.train_step_size / common.EPS
-    objective = train.mart(
-        train.epsilon_ramp(common.EPS, int(args.ramp * total)) if args.ramp > 0 else common.EPS,
-        beta=args.beta,
-        steps=args.train_steps,
-        step_size=lambda eps: ratio * eps,
-    )
-    result = common.run_fit(
-        args, state, train_set, train.make_step(objective), eval_fn=common.monitor(train_set)
-    )
-    common.final_eval(
-        args,
-        train.eval_logits(result.state),
-        x_test,
-        y_test,
-        name=f"mart_mnist ({args.model}, beta {args.beta:g}, PGD-{args.train_steps})",
-        paper=PAPER,
-        train_seconds=result.train_seconds,
+    common.run_beta_recipe(
+        __doc__.splitlines()[0],
+        train.mart,
+        name=lambda a: f"mart_mnist ({a.model}, beta {a.beta:g}, PGD-{a.train_steps})",
+        paper=lambda beta: PAPER,
     )
 
 

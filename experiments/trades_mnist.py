@@ -13,7 +13,6 @@ a triangular rate; ``--beta`` picks one beta (run it with 1 and 6).
 from __future__ import annotations
 
 import _mnist_common as common
-import optax
 
 from advjax import train
 
@@ -24,33 +23,11 @@ PAPER = {
 
 
 def main() -> None:
-    p = common.parser(__doc__.splitlines()[0], epochs=20, model="small_cnn", lr=1e-3)
-    p.add_argument("--beta", type=float, default=6.0)
-    p.add_argument("--train-steps", type=int, default=40)
-    p.add_argument("--train-step-size", type=float, default=0.01)
-    p.add_argument("--ramp", type=float, default=0.3, help="eps ramp, fraction of training")
-    args = p.parse_args()
-    train_set, x_test, y_test = common.load_data(args)
-    total = args.epochs * common.steps_per_epoch(args, train_set)
-    _, state = common.make_state(args, train_set, optax.adam(train.triangular_lr(args.lr, total)))
-    ratio = args.train_step_size / common.EPS
-    objective = train.trades(
-        train.epsilon_ramp(common.EPS, int(args.ramp * total)) if args.ramp > 0 else common.EPS,
-        beta=args.beta,
-        steps=args.train_steps,
-        step_size=lambda eps: ratio * eps,
-    )
-    result = common.run_fit(
-        args, state, train_set, train.make_step(objective), eval_fn=common.monitor(train_set)
-    )
-    common.final_eval(
-        args,
-        train.eval_logits(result.state),
-        x_test,
-        y_test,
-        name=f"trades_mnist ({args.model}, beta {args.beta:g}, KL-PGD-{args.train_steps})",
-        paper=PAPER.get(args.beta, "paper: beta 1 and 6 only"),
-        train_seconds=result.train_seconds,
+    common.run_beta_recipe(
+        __doc__.splitlines()[0],
+        train.trades,
+        name=lambda a: f"trades_mnist ({a.model}, beta {a.beta:g}, KL-PGD-{a.train_steps})",
+        paper=lambda beta: PAPER.get(beta, "paper: beta 1 and 6 only"),
     )
 
 

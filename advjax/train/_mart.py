@@ -7,11 +7,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from advjax.attacks import Attack, pgd
+from advjax.attacks import Attack
 from advjax.losses import ce, kl
-from advjax.train._objectives import Objective, Schedule, accuracy, as_schedule
+from advjax.train._objectives import Objective, Schedule, accuracy
 from advjax.train._state import TrainState, eval_logits, train_logits
-from advjax.train._trades import _check_positive, gaussian_start_linf
+from advjax.train._trades import inner_maximisation
 
 
 def mart(
@@ -53,19 +53,15 @@ def mart(
       >>> from advjax import train
       >>> objective = train.mart(0.3, beta=6.0)
     """
-    if not beta >= 0.0:
-        raise ValueError(f"beta must be >= 0, got {beta}.")
-    _check_positive(epsilon, "epsilon")
-    if not callable(step_size):
-        _check_positive(step_size, "step_size")
-    epsilon_at = as_schedule(epsilon)
-    threat = gaussian_start_linf(init_std)
-
-    def default_attack(eps):
-        size = step_size(eps) if callable(step_size) else step_size
-        return pgd(eps, steps=steps, step_size=size, norm=threat, loss=ce, keep_best=False)
-
-    build_attack = make_attack or default_attack
+    epsilon_at, build_attack = inner_maximisation(
+        epsilon,
+        beta=beta,
+        steps=steps,
+        step_size=step_size,
+        init_std=init_std,
+        loss=ce,
+        make_attack=make_attack,
+    )
 
     def objective(params, state: TrainState, batch, key):
         x, y = batch

@@ -38,6 +38,35 @@ def _check_positive(value, name: str) -> None:
         raise ValueError(f"{name} must be > 0, got {value}.")
 
 
+def inner_maximisation(
+    epsilon: Schedule,
+    *,
+    beta: float,
+    steps: int,
+    step_size: float | Callable,
+    init_std: float,
+    loss,
+    make_attack: Callable[[jax.Array], Attack] | None,
+):
+    """Validates TRADES/MART hyper-parameters; returns ``(epsilon_at, eps -> attack)``.
+
+    The default attack is PGD on ``loss`` from ``x + init_std * N(0, 1)``, last
+    iterate, as in both papers' reference code.
+    """
+    if not beta >= 0.0:
+        raise ValueError(f"beta must be >= 0, got {beta}.")
+    _check_positive(epsilon, "epsilon")
+    if not callable(step_size):
+        _check_positive(step_size, "step_size")
+    threat = gaussian_start_linf(init_std)
+
+    def default_attack(eps):
+        size = step_size(eps) if callable(step_size) else step_size
+        return pgd(eps, steps=steps, step_size=size, norm=threat, loss=loss, keep_best=False)
+
+    return as_schedule(epsilon), make_attack or default_attack
+
+
 def trades(
     epsilon: Schedule = 0.3,
     *,
@@ -78,19 +107,15 @@ def trades(
       >>> from advjax import train
       >>> objective = train.trades(0.3, beta=1.0, steps=40, step_size=0.01)
     """
-    if not beta >= 0.0:
-        raise ValueError(f"beta must be >= 0, got {beta}.")
-    _check_positive(epsilon, "epsilon")
-    if not callable(step_size):
-        _check_positive(step_size, "step_size")
-    epsilon_at = as_schedule(epsilon)
-    threat = gaussian_start_linf(init_std)
-
-    def default_attack(eps):
-        size = step_size(eps) if callable(step_size) else step_size
-        return pgd(eps, steps=steps, step_size=size, norm=threat, loss=kl, keep_best=False)
-
-    build_attack = make_attack or default_attack
+    epsilon_at, build_attack = inner_maximisation(
+        epsilon,
+        beta=beta,
+        steps=steps,
+        step_size=step_size,
+        init_std=init_std,
+        loss=kl,
+        make_attack=make_attack,
+    )
 
     def objective(params, state: TrainState, batch, key):
         x, y = batch
