@@ -49,7 +49,7 @@ def main() -> None:
     args.out, args.seed = out, args.seed - 10
     cw = {
         f"cw_pgd{args.eval_steps}x{args.eval_restarts}": lambda e: advjax.pgd(
-            e, steps=args.eval_steps, step_size=0.01, restarts=args.eval_restarts, loss="cw"
+            e, steps=args.eval_steps, step_size=0.01, loss="cw"
         )
     }
     common.final_eval(

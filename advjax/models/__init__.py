@@ -15,6 +15,7 @@ from advjax.models._logits import eval_logits_fn, init_model, param_count, train
 from advjax.models._mnist_nets import MLP, FastMNISTNet, MadryCNN, SmallCNN
 from advjax.models._registry import get_model, list_models
 from advjax.models._resnet import PreActBlock, PreActResNet18, WideResNet
+from advjax.models._torch_init import torch_default_init
 
 __all__ = [
     "MLP",
@@ -34,5 +35,6 @@ __all__ = [
     "list_models",
     "normalize",
     "param_count",
+    "torch_default_init",
     "train_apply",
 ]
