@@ -6,8 +6,13 @@ training epsilon from 0 to ``--train-eps`` and of kappa from 1 to 0.5. Reports
 clean, PGD-100x10 (on ``--pgd-examples`` test points) and IBP-verified accuracy
 on the 10k test set, and checks verified <= PGD <= clean per example.
 
-    python experiments/ibp_mnist.py --model ibp_small --eps 0.1 --train-eps 0.2 --epochs 50
-    python experiments/ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 --epochs 50
+    python experiments/ibp_mnist.py --model ibp_small --eps 0.1 --train-eps 0.2
+    python experiments/ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 --pgd-examples 500
+
+Measured (2-core CPU, loaded; 10k test images, PGD-100x10 on the first 1,000 / 500):
+eps 0.1: 96.89% clean, 93.70% PGD, 93.25% IBP-verified (training 714 s);
+eps 0.3: 92.99% clean, 80.20% PGD, 79.60% IBP-verified (training 355 s).
+With 50 epochs (warm-up 2, ramp 20) the same recipe reached only 90.31% / 59.55%.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="ibp_small", choices=["ibp_small", "ibp_medium"])
     p.add_argument("--eps", type=float, default=0.1, help="test epsilon")
     p.add_argument("--train-eps", type=float, default=None, help="default: 1.1 x --eps")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--warmup", type=float, default=2, help="clean epochs before the ramp")
-    p.add_argument("--ramp", type=float, default=20, help="epochs of the eps/kappa ramp")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--warmup", type=float, default=4, help="clean epochs before the ramp")
+    p.add_argument("--ramp", type=float, default=40, help="epochs of the eps/kappa ramp")
     p.add_argument("--shape", default="linear", choices=["linear", "smooth"])
     p.add_argument("--kappa-end", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=100)

@@ -7,9 +7,21 @@ step size starts at ``2 * eps`` and is halved, per example, at checkpoints
 p_{j-1} - 0.03, 0.06)`` when the loss rose in fewer than ``rho = 0.75`` of the
 steps since the last checkpoint, or when the step was not reduced there and the
 best loss did not improve; a halving restarts from the best point so far.
+
+For the L1 ball the loop is l1-APGD (Croce & Hein 2021, "Mind the box: l1-APGD
+for sparse adversarial attacks on image classifiers"): a Gaussian start
+projected onto the ball ∩ box, sparse sign steps on the top ``k`` coordinates
+of the gradient (none on coordinates pinned at the box), no momentum, the exact
+projection onto ball ∩ box, and at every checkpoint (each ``4%`` of the
+iterations) an adaptive sparsity ``k = ||x_best - x||_0 / 1.5`` (starting at
+``20%`` of the coordinates) with the step size reset to ``eps`` when the
+sparsity of the best point fell by more than ``5%``, else divided by ``1.5``
+(never below ``eps / 10``).
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +29,7 @@ import numpy as np
 
 from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, is_successful, project_to_threat
-from advjax.attacks._threat import ThreatModel, get_threat_model
+from advjax.attacks._threat import ThreatModel, get_threat_model, sparse_l1_direction
 from advjax.attacks._transforms import restart_keys, with_restarts
 from advjax.losses import Loss, as_labels, dlr_targeted, get_loss
 
@@ -40,6 +52,14 @@ def checkpoint_schedule(steps: int) -> tuple[np.ndarray, np.ndarray]:
     return is_check, window
 
 
+def l1_checkpoint_schedule(steps: int) -> np.ndarray:
+    """Per iteration: whether l1-APGD adapts its sparsity and step there (every ``4%``)."""
+    is_check = np.zeros(max(steps, 1), bool)
+    period = max(int(0.04 * steps), 1)
+    is_check[period - 1 :: period] = True
+    return is_check
+
+
 def apgd_loop(
     logits_fn,
     x,
@@ -54,18 +74,80 @@ def apgd_loop(
     alpha: float = 0.75,
     initial_step: float | None = None,
     early_stop: bool = True,
+    eps_schedule: bool = False,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ):
     """The APGD iteration for any per-example ``objective(logits) -> [B]`` (maximised).
 
+    With ``eps_schedule`` (AutoAttack's L1 setting, ``use_largereps``) the
+    iterations are split ``30% / 30% / 40%`` over the budgets ``3 eps, 2 eps,
+    eps``; each stage starts from the previous stage's highest-objective point
+    projected onto its ball, only the last stage's successes count, and only the
+    last stage stops early.
+
     Returns ``(x_adv, found)``: per example the first successful iterate (clean
     input included) if any, otherwise the point of highest objective.
     """
+    options = dict(
+        threat=threat,
+        objective=objective,
+        success=success,
+        rho=rho,
+        alpha=alpha,
+        initial_step=initial_step,
+        early_stop=early_stop,
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )
+    if not eps_schedule:
+        x_adv, found, _ = _apgd_run(logits_fn, x, key, eps=eps, steps=steps, **options)
+        return x_adv, found
+    first = math.ceil(0.3 * steps)
+    # The last stage may get no iteration (steps = 1, 2, 4): it then still projects
+    # the previous stage's point onto the eps-ball and checks it, as the reference does.
+    stages = [(3.0, first), (2.0, first), (1.0, max(steps - 2 * first, 0))]
+    x_start = None
+    for index, (factor, stage_steps) in enumerate(stages):
+        last = index == len(stages) - 1
+        # Successes at a larger budget do not count: only the last stage stops early.
+        x_adv, found, x_start = _apgd_run(
+            logits_fn,
+            x,
+            jax.random.fold_in(key, index),
+            eps=factor * jnp.asarray(eps),
+            steps=stage_steps,
+            x_start=x_start,
+            **{**options, "early_stop": early_stop and last},
+        )
+    return x_adv, found
+
+
+def _apgd_run(
+    logits_fn,
+    x,
+    key,
+    *,
+    eps,
+    steps: int,
+    threat: ThreatModel,
+    objective,
+    success,
+    rho: float,
+    alpha: float,
+    initial_step: float | None,
+    early_stop: bool,
+    clip_min: float,
+    clip_max: float,
+    x_start=None,
+):
+    """One APGD run from a random start (or ``x_start``): ``(x_adv, found, x_best)``."""
     eps = jnp.asarray(eps, x.dtype)
     batch = x.shape[0]
+    sparse = threat.name == "l1"
+    features = int(np.prod(x.shape[1:]))
     if initial_step is None:
-        initial_step = 1.0 if threat.name == "l1" else 2.0
+        initial_step = 1.0 if sparse else 2.0
 
     def value_and_grad(x_adv):
         def total(xa):
@@ -79,19 +161,31 @@ def apgd_loop(
     def project(candidate):
         return project_to_threat(threat, x, candidate, eps, clip_min, clip_max)
 
-    def direction(x_adv, grad):
-        if threat.name == "l1":  # no mass on coordinates pinned at the box (Croce & Hein 2021)
-            pinned = ((x_adv <= clip_min) & (grad < 0)) | ((x_adv >= clip_max) & (grad > 0))
-            grad = jnp.where(pinned, 0.0, grad)
-        return threat.direction(grad)
+    def sparse_direction(x_adv, grad, share):
+        # No mass on coordinates pinned at the box (Croce & Hein 2021).
+        pinned = ((x_adv <= clip_min) & (grad < 0)) | ((x_adv >= clip_max) & (grad > 0))
+        return sparse_l1_direction(jnp.where(pinned, 0.0, grad), share)
 
     clean_success = success(logits_fn(x))
-    x0 = project(x + threat.random_init(key, x.shape, eps))
+    if x_start is not None:
+        x0 = project(x_start)
+    elif sparse:  # l1-APGD: a Gaussian projected onto the ball ∩ box
+        x0 = project(x + jax.random.normal(key, x.shape, x.dtype))
+    else:
+        x0 = project(x + threat.random_init(key, x.shape, eps))
     loss0, success0, grad0 = value_and_grad(x0)
     found = clean_success | success0
     best_adv = _select(clean_success, x, x0)
     is_check, window = (jnp.asarray(a) for a in checkpoint_schedule(steps))
-    step0 = jnp.broadcast_to(initial_step * eps, (batch,)).astype(jnp.float32)
+    if sparse:
+        is_check = jnp.asarray(l1_checkpoint_schedule(steps))
+    max_step = (initial_step * eps).astype(jnp.float32)
+    step0 = jnp.broadcast_to(max_step, (batch,))
+    nonzero0 = jnp.full(batch, float(features), jnp.float32)
+    share0 = jnp.full(batch, 0.2, jnp.float32)
+    if x_start is not None:  # a warm start sets the sparsity from its support, as l1-APGD does
+        nonzero0 = jnp.sum((x0 != x).reshape(batch, -1), -1).astype(jnp.float32)
+        share0 = nonzero0 / features / 1.5
     state = dict(
         i=jnp.asarray(0),
         x_adv=x0,
@@ -107,6 +201,8 @@ def apgd_loop(
         reduced_last=jnp.zeros(batch, bool),
         best_adv=best_adv,
         found=found,
+        share=share0,
+        nonzero_last=nonzero0,
     )
 
     def cond(s):
@@ -117,10 +213,15 @@ def apgd_loop(
         i = s["i"]
         momentum = jnp.where(i == 0, 1.0, alpha)
         step = s["step"].reshape((batch,) + (1,) * (x.ndim - 1)).astype(x.dtype)
-        z = project(s["x_adv"] + step * direction(s["x_adv"], s["grad"]))
-        x_new = project(
-            s["x_adv"] + momentum * (z - s["x_adv"]) + (1 - momentum) * (s["x_adv"] - s["x_prev"])
-        )
+        if sparse:  # l1-APGD takes no momentum
+            x_new = project(s["x_adv"] + step * sparse_direction(s["x_adv"], s["grad"], s["share"]))
+        else:
+            z = project(s["x_adv"] + step * threat.direction(s["grad"]))
+            x_new = project(
+                s["x_adv"]
+                + momentum * (z - s["x_adv"])
+                + (1 - momentum) * (s["x_adv"] - s["x_prev"])
+            )
         loss, succ, grad = value_and_grad(x_new)
         new_found = succ & ~s["found"]
         best_adv = _select(new_found, x_new, s["best_adv"])
@@ -131,6 +232,20 @@ def apgd_loop(
         grad_best = _select(improved, grad, s["grad_best"])
         loss_best = jnp.where(improved, loss, s["loss_best"])
         check = is_check[i]
+        if sparse:
+            return sparse_checkpoint(
+                s,
+                check,
+                x_new,
+                loss,
+                grad,
+                best_adv,
+                found,
+                increases,
+                loss_best,
+                x_best,
+                grad_best,
+            )
         oscillating = increases <= window[i] * rho
         no_progress = ~s["reduced_last"] & (s["loss_best_last"] >= loss_best)
         reduce = check & (oscillating | no_progress)
@@ -149,11 +264,44 @@ def apgd_loop(
             reduced_last=jnp.where(check, reduce, s["reduced_last"]),
             best_adv=best_adv,
             found=found,
+            share=s["share"],
+            nonzero_last=s["nonzero_last"],
+        )
+
+    def sparse_checkpoint(
+        s, check, x_new, loss, grad, best_adv, found, increases, loss_best, x_best, grad_best
+    ):
+        nonzero = jnp.sum((x_best != x).reshape(batch, -1), -1).astype(jnp.float32)
+        sparser = nonzero < 0.95 * s["nonzero_last"]
+        step = jnp.where(sparser, max_step, s["step"] / 1.5)
+        step = jnp.clip(step, max_step / 10.0, max_step)
+        restart = check & sparser
+        return dict(
+            i=s["i"] + 1,
+            x_adv=_select(restart, x_best, x_new),
+            x_prev=s["x_adv"],
+            grad=_select(restart, grad_best, grad),
+            loss=loss,
+            step=jnp.where(check, step, s["step"]),
+            increases=increases,
+            loss_best=loss_best,
+            x_best=x_best,
+            grad_best=grad_best,
+            loss_best_last=s["loss_best_last"],
+            reduced_last=s["reduced_last"],
+            best_adv=best_adv,
+            found=found,
+            share=jnp.where(check, nonzero / features / 1.5, s["share"]),
+            nonzero_last=jnp.where(check, nonzero, s["nonzero_last"]),
         )
 
     state = jax.lax.while_loop(cond, body, state)
     x_adv = _select(state["found"], state["best_adv"], state["x_best"])
-    return jax.lax.stop_gradient(x_adv), state["found"]
+    return (
+        jax.lax.stop_gradient(x_adv),
+        state["found"],
+        jax.lax.stop_gradient(state["x_best"]),
+    )
 
 
 def _validate(eps, steps, restarts, clip_min, clip_max, rho, alpha):
@@ -168,6 +316,14 @@ def _validate(eps, steps, restarts, clip_min, clip_max, rho, alpha):
     return steps, restarts
 
 
+def _eps_schedule(eps_schedule: bool | None, threat: ThreatModel) -> bool:
+    if eps_schedule is None:
+        return threat.name == "l1"
+    if eps_schedule and threat.name != "l1":
+        raise ValueError(f"eps_schedule is for the L1 threat model only, got {threat.name!r}.")
+    return bool(eps_schedule)
+
+
 def apgd(
     eps,
     *,
@@ -179,15 +335,19 @@ def apgd(
     rho: float = 0.75,
     alpha: float = 0.75,
     early_stop: bool = True,
+    eps_schedule: bool | None = None,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
     """Builds APGD (Croce & Hein 2020): APGD-CE (``loss="ce"``) or APGD-DLR (``loss="dlr"``).
 
     Defaults are the paper's: 100 iterations, momentum ``alpha = 0.75``,
-    ``rho = 0.75``, initial step ``2 * eps`` (``eps`` for L1, whose steps are
-    sparse as in l1-APGD), a uniform random start, and per-example step-size
-    halving at the checkpoints described in the module docstring. The loop is a
+    ``rho = 0.75``, initial step ``2 * eps``, a uniform random start, and
+    per-example step-size halving at the checkpoints described in the module
+    docstring. For ``norm="l1"`` it is l1-APGD (Croce & Hein 2021; see the
+    module docstring) with AutoAttack's L1 budget schedule ``3 eps, 2 eps, eps``
+    (``eps_schedule``); AutoAttack's standard L1 evaluation adds
+    ``restarts=5``. The loop is a
     ``lax.while_loop`` that stops once every example is broken
     (``early_stop``); broken examples keep their first successful iterate.
 
@@ -202,6 +362,10 @@ def apgd(
       rho: the checkpoint threshold on the share of loss increases.
       alpha: the momentum weight.
       early_stop: stop the loop once all examples are successful.
+      eps_schedule: L1 only: spend ``30% / 30% / 40%`` of the iterations at the
+        budgets ``3 eps, 2 eps, eps``, each stage starting where the previous
+        one reached its highest loss (only the last stage's successes count).
+        ``None``: on for L1 (AutoAttack's ``use_largereps``).
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
 
@@ -219,6 +383,7 @@ def apgd(
     """
     steps, restarts = _validate(eps, steps, restarts, clip_min, clip_max, rho, alpha)
     threat = get_threat_model(norm)
+    eps_schedule = _eps_schedule(eps_schedule, threat)
     if targeted and loss == "dlr":
         raise ValueError("targeted APGD with the untargeted 'dlr' loss is meaningless; use apgd_t.")
     loss_fn = get_loss(loss)
@@ -238,6 +403,7 @@ def apgd(
             rho=rho,
             alpha=alpha,
             early_stop=early_stop,
+            eps_schedule=eps_schedule,
             clip_min=clip_min,
             clip_max=clip_max,
         )
@@ -264,6 +430,7 @@ def apgd_t(
     rho: float = 0.75,
     alpha: float = 0.75,
     early_stop: bool = True,
+    eps_schedule: bool | None = None,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
@@ -286,6 +453,7 @@ def apgd_t(
       rho: the checkpoint threshold, as in :func:`apgd`.
       alpha: the momentum weight.
       early_stop: stop a target's loop once all examples are broken.
+      eps_schedule: as in :func:`apgd` (``None``: on for L1).
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
 
@@ -306,6 +474,7 @@ def apgd_t(
     steps, restarts = _validate(eps, steps, restarts, clip_min, clip_max, rho, alpha)
     num_targets = check_positive_int(num_targets, "num_targets")
     threat = get_threat_model(norm)
+    eps_schedule = _eps_schedule(eps_schedule, threat)
 
     def attack(logits_fn, x, y, *, key):
         check_inputs(x, y, clip_min, clip_max)
@@ -338,6 +507,7 @@ def apgd_t(
                     rho=rho,
                     alpha=alpha,
                     early_stop=early_stop,
+                    eps_schedule=eps_schedule,
                     clip_min=clip_min,
                     clip_max=clip_max,
                 )

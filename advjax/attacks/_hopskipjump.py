@@ -19,6 +19,7 @@ def hopskipjump(
     *,
     iterations: int = 40,
     grad_samples: int = 100,
+    max_grad_samples: int = 10000,
     init_samples: int = 100,
     search_steps: int = 10,
     step_halvings: int = 10,
@@ -35,18 +36,21 @@ def hopskipjump(
 
     Starts from the first of ``init_samples`` uniform noise images that is
     adversarial, binary-searches to the boundary, then per iteration ``t``:
-    estimates the boundary's normal from ``grad_samples`` random probes at radius
-    ``sqrt(d) * theta * dist`` (``theta = gamma / d^1.5``, baseline-corrected
-    signs), steps ``dist / sqrt(t)`` along it (halving up to ``step_halvings``
-    times until adversarial), and binary-searches back to the boundary
-    (``search_steps`` bisections). Each example keeps its smallest adversarial
-    point. Paper defaults: 40 iterations, ``gamma = 1``; the paper grows the probe
-    count as ``100 sqrt(t)``; here it is fixed (static shapes) at 100.
+    estimates the boundary's normal from ``int(grad_samples * sqrt(t))`` random
+    probes (at most ``max_grad_samples``) at radius ``sqrt(d) * theta * dist``
+    (``theta = gamma / d^1.5``, baseline-corrected signs), steps ``dist /
+    sqrt(t)`` along it (halving up to ``step_halvings`` times until adversarial),
+    and binary-searches back to the boundary (``search_steps`` bisections). Each
+    example keeps its smallest adversarial point. Defaults are the paper's: 40
+    iterations, ``gamma = 1``, probes growing as ``100 sqrt(t)`` up to 10,000.
+    The probes are evaluated in chunks of ``grad_samples`` inside a loop, so
+    memory stays that of ``grad_samples`` probes.
 
     Args:
       eps: ``None`` for minimum norm; a budget projects the result into the L2 ball.
       iterations: boundary iterations.
-      grad_samples: probes per gradient estimate.
+      grad_samples: probes of the first gradient estimate (and per chunk).
+      max_grad_samples: the most probes per estimate.
       init_samples: noise images tried for the start.
       search_steps: bisections per boundary search.
       step_halvings: step sizes tried per iteration.
@@ -74,6 +78,11 @@ def hopskipjump(
         check_epsilon(eps)
     iterations = check_positive_int(iterations, "iterations", minimum=0)
     grad_samples = check_positive_int(grad_samples, "grad_samples", minimum=2)
+    max_grad_samples = check_positive_int(max_grad_samples, "max_grad_samples", minimum=2)
+    # Probes at iteration t (0-based), as in the paper: int(grad_samples * sqrt(t + 1)).
+    counts = [
+        min(int(grad_samples * math.sqrt(t + 1)), max_grad_samples) for t in range(iterations)
+    ]
     init_samples = check_positive_int(init_samples, "init_samples")
     search_steps = check_positive_int(search_steps, "search_steps")
     step_halvings = check_positive_int(step_halvings, "step_halvings")
@@ -120,20 +129,44 @@ def hopskipjump(
         x_t = to_boundary(_select(found, start, x))
         x_t = _select(found & ~clean_adv, x_t, x)
         active = found & ~clean_adv
-        per_iter = grad_samples + step_halvings + search_steps
-        queries = 1 + init_samples + jnp.where(active, search_steps + iterations * per_iter, 0)
+        loop_queries = sum(counts) + iterations * (step_halvings + search_steps)
+        queries = 1 + init_samples + jnp.where(active, search_steps + loop_queries, 0)
+        probe_counts = jnp.asarray(counts if counts else [0], jnp.int32)
+
+        def estimate_normal(k, x_t, delta, count):
+            """Baseline-corrected Monte Carlo estimate from ``count`` probes, in chunks."""
+            wide = (grad_samples,) + (1,) * x.ndim
+
+            def chunk(c, sums):
+                phi_sum, weighted, probe_sum = sums
+                probes = jax.vmap(l2.direction)(
+                    jax.random.normal(jax.random.fold_in(k, c), (grad_samples,) + x.shape)
+                )
+                valid = (c * grad_samples + jnp.arange(grad_samples)) < count
+                signs = many_adv(jnp.clip(x_t + delta.reshape(shape1) * probes, clip_min, clip_max))
+                phi = jnp.where(valid[:, None], jnp.where(signs, 1.0, -1.0), 0.0)
+                probes = jnp.where(valid.reshape(wide), probes, 0.0)
+                return (
+                    phi_sum + jnp.sum(phi, 0),
+                    weighted + jnp.sum(phi.reshape(phi.shape + (1,) * (x.ndim - 1)) * probes, 0),
+                    probe_sum + jnp.sum(probes, 0),
+                )
+
+            zeros = (jnp.zeros(batch), jnp.zeros_like(x), jnp.zeros_like(x))
+            chunks = (count + grad_samples - 1) // grad_samples
+            phi_sum, weighted, probe_sum = jax.lax.fori_loop(0, chunks, chunk, zeros)
+            mean = phi_sum / count
+            # sum((phi - mean) u) = sum(phi u) - mean * sum(u); no correction when all agree.
+            corrected = (
+                weighted - jnp.where(jnp.abs(mean) == 1.0, 0.0, mean).reshape(shape1) * probe_sum
+            )
+            return l2.direction(corrected / count)
 
         def body(t, x_t):
             k = jax.random.fold_in(loop_key, t)
             dist = l2.norm(x_t - x)
             delta = jnp.where(t == 0, 0.1 * (clip_max - clip_min), math.sqrt(dims) * theta * dist)
-            probes = jax.random.normal(k, (grad_samples,) + x.shape)
-            probes = jax.vmap(l2.direction)(probes)
-            signs = many_adv(jnp.clip(x_t + delta.reshape(shape1) * probes, clip_min, clip_max))
-            phi = jnp.where(signs, 1.0, -1.0)
-            mean = jnp.mean(phi, 0)
-            phi = jnp.where(jnp.abs(mean) == 1.0, phi, phi - mean)
-            grad = l2.direction(jnp.mean(phi.reshape(phi.shape + (1,) * (x.ndim - 1)) * probes, 0))
+            grad = estimate_normal(k, x_t, delta, probe_counts[t])
             size = dist / jnp.sqrt(t + 1.0)
             scales = 0.5 ** jnp.arange(step_halvings)
             tries = jnp.clip(

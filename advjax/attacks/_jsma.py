@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -13,7 +15,7 @@ from advjax.losses import as_labels
 def jsma(
     *,
     theta: float = 1.0,
-    gamma: float = 0.1,
+    gamma: float = 0.145,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
@@ -24,14 +26,18 @@ def jsma(
     Each step picks the pair ``(p, q)`` of still-searchable features maximising
     ``a * |b|`` with ``a = d z_t / dx_p + d z_t / dx_q > 0`` and ``b`` the same sum for
     the other logits ``< 0``, moves both by ``theta`` (clipped to the range) and
-    removes them from the search domain. It stops at the target or once
-    ``gamma`` of the features changed. Paper defaults: ``theta = +1``, ``gamma =
-    0.1`` (saliency on the logits, as CleverHans does). The pair search holds a
-    ``[B, D, D]`` array: use small batches for large inputs.
+    removes them from the search domain (features already at the end of the range
+    it moves towards are never in it). It stops at the target, when no pair
+    qualifies, or once ``gamma`` of the features changed: at most
+    ``ceil(gamma * D / 2)`` pairs. Defaults are the paper's MNIST setting
+    (its Algorithm 3): ``theta = +1`` and the maximum distortion ``gamma =
+    14.5%`` (114 of 784 pixels), with the saliency map computed on the logits
+    (as CleverHans does). The pair search holds a ``[B, D, D]`` array: use
+    small batches for large inputs.
 
     Args:
       theta: change per selected feature (positive: increase features).
-      gamma: the largest share of features changed.
+      gamma: the largest share of features changed (the paper's ``Upsilon``).
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
 
@@ -59,7 +65,7 @@ def jsma(
         batch = x.shape[0]
         flat0 = x.reshape(batch, -1)
         features = flat0.shape[1]
-        max_iters = int(features * gamma / 2)
+        max_iters = math.ceil(features * gamma / 2 - 1e-9)
         upper_pair = jnp.triu(jnp.ones((features, features), bool), k=1)
 
         def saliency_grads(xf):

@@ -23,6 +23,45 @@ def square_schedule(iteration, total: int, p_init: float):
     return p_init / (2.0**halvings)
 
 
+def _inverse_square_sums(size: int) -> jax.Array:
+    """``H[n] = sum_{j=1}^{n} 1 / j^2`` for ``n = 0 .. size + 1``."""
+    return jnp.concatenate(
+        [jnp.zeros(1), jnp.cumsum(1.0 / jnp.arange(1, size + 2, dtype=jnp.float32) ** 2)]
+    )
+
+
+def _meta_pattern(r, c, side, sums):
+    """The paper's pseudo-Gaussian ``side x side`` pattern at local coordinates ``(r, c)``.
+
+    The top ``side // 2`` rows hold a bump of concentric rectangles, each ring
+    ``k`` adding ``1 / (k + 1)^2``; the bottom rows the same bump negated
+    (Andriushchenko et al. 2020, the L2 update). Returns the unnormalised value
+    and whether ``(r, c)`` is in the top half.
+    """
+    half = side // 2
+    top = r < half
+    rows = jnp.where(top, half, side - half)
+    local_r = jnp.where(top, r, r - half)
+    ring = jnp.maximum(jnp.abs(local_r - rows // 2), jnp.abs(c - half))
+    rings = half + 1
+    value = sums[rings] - sums[jnp.clip(ring, 0, rings)]
+    return jnp.where(top, value, -value), top
+
+
+def _unit_meta_pattern(r, c, side, largest: int, sums):
+    """:func:`_meta_pattern` with each half of unit L2 norm and the whole of unit norm."""
+    grid = jnp.arange(largest)
+    grid_r, grid_c = grid[:, None], grid[None, :]
+    inside = (grid_r < side) & (grid_c < side)
+    values, top = _meta_pattern(grid_r, grid_c, side, sums)
+    norm_top = jnp.sqrt(jnp.sum(jnp.where(inside & top, values**2, 0.0)))
+    norm_bottom = jnp.sqrt(jnp.sum(jnp.where(inside & ~top, values**2, 0.0)))
+    halves = (norm_top > 0).astype(jnp.float32) + (norm_bottom > 0).astype(jnp.float32)
+    value, is_top = _meta_pattern(r, c, side, sums)
+    norm = jnp.where(is_top, norm_top, norm_bottom)
+    return value / jnp.maximum(norm, 1e-12) / jnp.sqrt(jnp.maximum(halves, 1.0))
+
+
 def _as_nhwc(x):
     if x.ndim == 4:
         return x
@@ -54,9 +93,13 @@ def square(
     from vertical stripes of ``+-eps`` and each query re-draws one random
     square window (side ``sqrt(p * H * W)``, ``p`` halving on the paper's
     schedule) with one ``+-eps`` value per channel, keeping it if the margin
-    loss drops. L2: windows get a centred pseudo-Gaussian bump of both signs
-    that uses the budget left outside the window (a simplification of the
-    paper's two-window update). The loop is a ``lax.while_loop`` that stops
+    loss drops. L2, as in the paper: starts from a grid of ``H // 5``-sized
+    pseudo-Gaussian tiles of random signs scaled to norm ``eps``; each query
+    picks two random windows of odd side ``>= 3``, moves the mass of the second
+    into the first (the second is zeroed), adds to the first a pseudo-Gaussian
+    pattern (two bumps of opposite sign) with random sign per channel, gives it
+    the budget left outside plus that of both windows, and rescales the whole
+    perturbation to norm ``eps``. The loop is a ``lax.while_loop`` that stops
     once every example is broken; broken examples stop querying.
 
     Defaults: 5,000 queries and ``p_init = 0.8`` (AutoAttack's Linf setting), the
@@ -119,6 +162,72 @@ def square(
             flat = project_to_threat(threat, x, candidate.reshape(shape), eps, clip_min, clip_max)
             return flat.reshape(xi.shape)
 
+        rows = jnp.arange(height)[None, :, None, None]
+        cols = jnp.arange(width)[None, None, :, None]
+        largest = min(height, width)
+        sums = _inverse_square_sums(largest)
+
+        def sphere(delta):  # x + eps * delta / ||delta||, in the range
+            norm = jnp.sqrt(jnp.sum(delta**2, axis=(1, 2, 3), keepdims=True))
+            return jnp.clip(xi + eps * delta / jnp.maximum(norm, 1e-12), clip_min, clip_max)
+
+        def l2_start(start_key):
+            tile = max(largest // 5, 1)
+            tiles_r, tiles_c = height // tile, width // tile
+            offset_r, offset_c = (height - tiles_r * tile) // 2, (width - tiles_c * tile) // 2
+            r, c = rows - offset_r, cols - offset_c
+            inside = (r >= 0) & (r < tiles_r * tile) & (c >= 0) & (c < tiles_c * tile)
+            tile_r = jnp.clip(r // tile, 0, tiles_r - 1)[..., 0]
+            tile_c = jnp.clip(c // tile, 0, tiles_c - 1)[..., 0]
+            flip_key, sign_key = jax.random.split(start_key)
+            flips = jax.random.bernoulli(flip_key, 0.5, (batch, tiles_r, tiles_c))
+            tile_signs = jax.random.choice(
+                sign_key, jnp.array([-1.0, 1.0]), (batch, tiles_r, tiles_c, channels)
+            )
+            b = jnp.arange(batch)[:, None, None]
+            flip = flips[b, tile_r, tile_c][..., None]  # [B, H, W, 1]
+            local_r, local_c = r % tile, c % tile
+            pattern = _unit_meta_pattern(
+                jnp.where(flip, local_c, local_r),
+                jnp.where(flip, local_r, local_c),
+                tile,
+                tile,
+                sums,
+            )
+            delta = jnp.where(inside, pattern, 0.0) * tile_signs[b, tile_r, tile_c]
+            return sphere(delta)
+
+        def l2_update(step_key, i, delta):
+            p = square_schedule(i, queries, p_init)
+            side = jnp.maximum(jnp.round(jnp.sqrt(p * height * width)), 3).astype(jnp.int32)
+            side = jnp.minimum(side + (side % 2 == 0), largest)
+            keys = jax.random.split(step_key, 6)
+
+            def window_at(k_r, k_c):
+                top = jax.random.randint(k_r, (batch, 1, 1, 1), 0, height - side + 1)
+                left = jax.random.randint(k_c, (batch, 1, 1, 1), 0, width - side + 1)
+                r, c = rows - top, cols - left
+                return r, c, (r >= 0) & (r < side) & (c >= 0) & (c < side)
+
+            r, c, first = window_at(keys[0], keys[1])
+            _, _, second = window_at(keys[2], keys[3])
+            flip = jax.random.bernoulli(keys[4], 0.5, (batch, 1, 1, 1))
+            signs = jax.random.choice(keys[5], jnp.array([-1.0, 1.0]), (batch, 1, 1, channels))
+            pattern = _unit_meta_pattern(
+                jnp.where(flip, c, r), jnp.where(flip, r, c), side, largest, sums
+            )
+
+            def norm(v, axes=(1, 2, 3)):
+                return jnp.sqrt(jnp.sum(v**2, axis=axes, keepdims=True))
+
+            old = jnp.where(first, delta, 0.0)
+            new = jnp.where(first, pattern * signs, 0.0) + old / (norm(old, (1, 2)) + 1e-12)
+            budget = jnp.maximum(eps**2 - norm(delta) ** 2, 0.0) / channels
+            budget = budget + norm(jnp.where(first | second, delta, 0.0)) ** 2
+            new = new / (norm(new, (1, 2)) + 1e-12) * jnp.sqrt(budget)
+            delta = jnp.where(first, new, jnp.where(second, 0.0, delta))
+            return sphere(delta)
+
         init_key, loop_key = jax.random.split(key)
         if threat.name == "linf":
             stripes = jax.random.choice(
@@ -126,15 +235,12 @@ def square(
             )
             x0 = project(xi + eps * stripes)
         else:
-            noise = jax.random.normal(init_key, xi.shape)
-            x0 = project(xi + threat.direction(noise) * eps)
+            x0 = project(l2_start(init_key))
         value0, done0 = evaluate(x0)
         clean_value, clean_done = evaluate(xi)
         x0 = _select(clean_done, xi, x0)
         value0 = jnp.where(clean_done, clean_value, value0)
         done0 = clean_done | done0
-        rows = jnp.arange(height)[None, :, None, None]
-        cols = jnp.arange(width)[None, None, :, None]
 
         def cond(state):
             i, _, _, done, _ = state
@@ -158,18 +264,9 @@ def square(
             delta = x_best - xi
             if threat.name == "linf":
                 delta = jnp.where(window, eps * signs, delta)
+                candidate = project(xi + delta)
             else:
-                centre_r = top + side // 2
-                centre_c = left + side // 2
-                ring = jnp.maximum(jnp.abs(rows - centre_r), jnp.abs(cols - centre_c))
-                half = jnp.where(cols < centre_c, 1.0, -1.0)
-                bump = jnp.where(window, half / (ring + 1.0) ** 2, 0.0) * signs
-                outside = jnp.where(window, 0.0, delta)
-                out_norm2 = jnp.sum(outside**2, axis=(1, 2, 3), keepdims=True)
-                budget = jnp.sqrt(jnp.maximum(eps**2 - out_norm2, 0.0))
-                bump_norm = jnp.sqrt(jnp.sum(bump**2, axis=(1, 2, 3), keepdims=True))
-                delta = outside + bump * budget / jnp.maximum(bump_norm, 1e-12)
-            candidate = project(xi + delta)
+                candidate = project(l2_update(step_key, i, delta))
             value, success = evaluate(candidate)
             active = ~done
             accept = active & (value < best_value)

@@ -205,6 +205,39 @@ def _top_k_mask(values, k):
     return (flat >= threshold).reshape(values.shape)
 
 
+def sparse_l1_direction(grad: jax.Array, share) -> jax.Array:
+    """The sparse L1 steepest-ascent step with a per-example share of coordinates.
+
+    Keeps the sign of the coordinates whose ``|grad|`` is at least the
+    ``(1 - share)``-quantile (about ``share * D`` of them, ties included), scaled
+    to unit L1 norm: the step of l1-APGD (Croce & Hein 2021, "Mind the box"),
+    whose share adapts per example during the attack. Zero gradients get no mass.
+
+    Args:
+      grad: ``[B, ...]`` gradients.
+      share: scalar or ``[B]`` in ``(0, 1]``.
+
+    Returns:
+      ``[B, ...]`` with unit L1 norm per example (zero where ``grad`` is zero).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._threat import sparse_l1_direction
+      >>> sparse_l1_direction(jnp.array([[0.1, -3.0, 2.0, 0.0]]), 0.5).tolist()
+      [[0.0, -0.5, 0.5, 0.0]]
+    """
+    batch = grad.shape[0]
+    flat = jnp.abs(grad.reshape(batch, -1))
+    size = flat.shape[1]
+    share = jnp.broadcast_to(jnp.asarray(share, jnp.float32), (batch,))
+    index = jnp.clip(jnp.floor((1.0 - share) * size + 1e-4), 0, size - 1).astype(jnp.int32)
+    threshold = jnp.take_along_axis(jnp.sort(flat, axis=-1), index[:, None], axis=-1)
+    mask = (flat >= threshold) & (flat > 0)
+    count = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1).astype(grad.dtype)
+    step = jnp.where(mask, jnp.sign(grad.reshape(batch, -1)), 0.0) / count
+    return step.reshape(grad.shape)
+
+
 def l1_sparse(sparsity: float = 0.05) -> ThreatModel:
     """The L1 ball with sparse steps and the exact projection onto the ball ∩ box.
 

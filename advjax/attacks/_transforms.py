@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from advjax._checks import check_epsilon, check_positive_int
 from advjax.attacks._core import Attack, attack_objective, is_better, is_successful
@@ -226,18 +227,31 @@ def early_stop(attack: Attack, *, targeted: bool = False) -> Attack:
     return stopped
 
 
-def worst_case(attacks, *, targeted: bool = False) -> Attack:
+def worst_case(attacks, *, targeted: bool = False, compact: bool = False) -> Attack:
     """Runs attacks in order; each example keeps the first successful adversarial example.
 
-    Only still-robust examples are attacked further: inside the one compiled
-    program, an attack whose batch is already all broken is skipped with
-    ``lax.cond``, and broken examples enter the next attack at their
-    adversarial point, so loops with done masks stop as soon as the robust ones
-    are broken. Attack ``i`` gets ``fold_in(key, i)``.
+    Only still-robust examples are attacked further. Two ways:
+
+    - ``compact=False`` (default, jittable): one compiled program. An attack
+      whose batch is already all broken is skipped with ``lax.cond``, and broken
+      examples enter the next attack at their adversarial point, so loops with
+      done masks stop as soon as the robust ones are broken. Every attack that
+      runs still computes on the whole batch.
+    - ``compact=True`` (host loop, as AutoAttack does): between attacks the
+      still-robust examples are gathered into a smaller batch (padded to a
+      power of two, so each attack compiles for at most ``log2(B) + 1``
+      shapes), so an attack costs in proportion to the points left. Each
+      attack is jitted inside; the returned function itself must be called
+      outside ``jax.jit``. Random draws depend on the compacted batch, so its
+      adversarial examples differ from the masked version's (both are
+      deterministic for a key).
+
+    Attack ``i`` gets ``fold_in(key, i)``.
 
     Args:
       attacks: a sequence of attacks ``(logits_fn, x, y, *, key) -> x_adv``.
       targeted: whether success means reaching ``y`` (else misclassification).
+      compact: run the host loop with compaction described above.
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv``; unbroken examples get the
@@ -251,10 +265,16 @@ def worst_case(attacks, *, targeted: bool = False) -> Attack:
       >>> attack(logits_fn, jnp.full((2, 3), 0.5), jnp.array([0, 1]),
       ...        key=jax.random.key(0)).shape
       (2, 3)
+      >>> compact = advjax.attacks.worst_case([advjax.fgsm(0.1)], compact=True)
+      >>> compact(logits_fn, jnp.full((2, 3), 0.5), jnp.array([0, 1]),
+      ...         key=jax.random.key(0)).shape
+      (2, 3)
     """
     attacks = list(attacks)
     if not attacks or not all(callable(a) for a in attacks):
         raise ValueError("worst_case needs a non-empty sequence of attacks (callables).")
+    if compact:
+        return _compacted_worst_case(attacks, targeted)
 
     def combined(logits_fn, x, y, *, key):
         broken = _success_of(logits_fn, x, y, targeted)
@@ -274,6 +294,43 @@ def worst_case(attacks, *, targeted: bool = False) -> Attack:
             x_best, broken = jax.lax.cond(
                 jnp.all(broken), lambda carry: carry, run, (x_best, broken)
             )
+        return jax.lax.stop_gradient(x_best)
+
+    return combined
+
+
+def _bucket(count: int, batch: int) -> int:
+    """The padded batch size for ``count`` examples: the next power of two, at most ``batch``."""
+    return min(1 << max(count - 1, 0).bit_length(), batch)
+
+
+def _compacted_worst_case(attacks, targeted: bool) -> Attack:
+    runs = [jax.jit(attack, static_argnums=0) for attack in attacks]
+    success_of = jax.jit(_success_of, static_argnums=(0, 3))
+
+    def combined(logits_fn, x, y, *, key):
+        if any(isinstance(a, jax.core.Tracer) for a in (x, y)):
+            raise ValueError(
+                "worst_case(..., compact=True) gathers examples on the host between attacks and "
+                "cannot be traced by jax.jit; call it directly (each attack is jitted inside) "
+                "or use compact=False."
+            )
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        batch = x.shape[0]
+        broken = np.array(success_of(logits_fn, x, y, targeted))
+        x_best = x
+        for index, run in enumerate(runs):
+            todo = np.flatnonzero(~broken)
+            if todo.size == 0:
+                break
+            size = _bucket(todo.size, batch)
+            take = np.concatenate([todo, np.full(size - todo.size, todo[0])])
+            x_adv = run(logits_fn, x[take], y[take], key=jax.random.fold_in(key, index))
+            success = np.asarray(success_of(logits_fn, x_adv, y[take], targeted))[: todo.size]
+            write = success | (index == len(runs) - 1)
+            if write.any():
+                x_best = x_best.at[todo[write]].set(x_adv[: todo.size][write])
+            broken[todo[success]] = True
         return jax.lax.stop_gradient(x_best)
 
     return combined

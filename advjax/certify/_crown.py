@@ -27,6 +27,7 @@ al. (2018).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -81,6 +82,7 @@ class _Tape(NamedTuple):
     producer: dict  # node id -> step index
     inputs: list  # input node ids
     outputs: list  # _Node or constant
+    batched: bool = False  # boxes carry a leading example axis (see _record_batched)
 
 
 def _record(fn: Callable, boxes: list[Interval], in_def) -> _Tape:
@@ -109,6 +111,46 @@ def _record(fn: Callable, boxes: list[Interval], in_def) -> _Tape:
     return tape
 
 
+def _record_batched(fn: Callable, lower, upper) -> _Tape:
+    """Records the tape of ``fn`` for a batch of boxes (leading example axis).
+
+    ``fn`` acts on one example; the IBP boxes are computed for every example with
+    ``jax.vmap`` and stored with a leading example axis, while the steps (shared by
+    all examples) are recorded once. :func:`_backward` then runs on all examples at
+    once: the rows of every example are transposed together, which, unlike
+    ``jax.vmap`` of a per-example backward pass, lets parameter gradients of
+    convolutions use a single kernel-gradient convolution (see
+    :func:`_conv_lhs_transpose`).
+
+    Args:
+        fn: Function of one example (a pytree of arrays).
+        lower: Lower corners with a leading example axis.
+        upper: Upper corners, same structure.
+
+    Returns:
+        A tape with ``batched=True``.
+    """
+    held: list[_Tape] = []
+
+    def record_one(lo, hi):
+        boxes, in_def = _as_box(lo, hi)
+        tape = _record(fn, boxes, in_def)
+        held.append(tape)
+        return [tape.boxes[i] for i in range(len(tape.boxes))]
+
+    boxes = jax.vmap(record_one)(lower, upper)
+    (tape,) = held
+    # the nodes' boxes are per-example values of the vmap trace: drop them
+    for step in tape.steps:
+        for v in step.invals:
+            if isinstance(v, _Node):
+                v.box = None
+    for v in tape.outputs:
+        if isinstance(v, _Node):
+            v.box = None
+    return tape._replace(boxes=dict(enumerate(boxes)), batched=True)
+
+
 def _node_positions(step: _Step) -> list[int]:
     return [i for i, v in enumerate(step.invals) if isinstance(v, _Node)]
 
@@ -133,16 +175,128 @@ def _classify(step: _Step) -> str:
     return "other"
 
 
-def _sum_rows(a, b):
-    """``sum(a * b)`` over all but the leading (specification) axis."""
+def _sum_rows(a, b, lead: int = 1):
+    """``sum(a * b)`` over all but the ``lead`` leading (example/row) axes."""
     prod = a * b
-    return prod.reshape(prod.shape[0], -1).sum(axis=1)
+    return prod.reshape((*prod.shape[:lead], -1)).sum(axis=-1)
 
 
-def _affine_backward(step: _Step, cts: list, shapes: list):
-    """Transposes an affine equation: returns (input cotangents, bias term)."""
+# Transpose convolutions by folding the rows into the batch dimension, with a
+# custom VJP (see _conv_lhs_transpose). Tests switch it off to compare with the
+# generic vmapped ``jax.vjp`` transpose.
+_FOLD_CONV_ROWS = True
+
+# On CPU, convolutions over many rows run in chunks of rows whose inputs and
+# outputs hold at most this many elements each: XLA:CPU's convolutions slow down
+# by about 4x per row once their operands outgrow the caches (measured on the
+# IBP-small net: 100 rows of 13x13x16 took 5 ms, 1000 rows 200 ms). None: no
+# chunking.
+_CONV_CHUNK_ELEMENTS: int | None = int(__import__("os").environ.get("CCE", 1 << 17))
+
+
+def _conv_lhs_transpose(params: dict, x_shape: tuple, x_dtype) -> Callable:
+    """``(a, w) -> conv_w^T(a)``: the transpose of ``x -> conv(x, w)``, with a fast VJP.
+
+    The value is ``jax.vjp`` of the convolution with respect to its input (the
+    same computation as the generic path). Its derivative is written in terms of
+    the *forward* convolution: for ``t(a, w) = conv_w^T a`` and a cotangent ``g``
+    (shaped like the convolution input), ``<g, conv_w^T a> = <conv(g, w), a>``, so
+    the cotangent of ``a`` is ``conv(g, w)`` and that of ``w`` is the ordinary
+    kernel gradient of ``w -> conv(g, w)`` at ``a``. Differentiating the
+    transposed convolution directly instead yields kernel-gradient convolutions
+    with reversed windows and ``01fb_o01i->f01b`` layouts, which XLA:CPU runs in a
+    generic loop (about 10x slower on the IBP-small net).
+
+    Args:
+        params: The ``conv_general_dilated`` parameters (``batch_group_count == 1``).
+        x_shape: Shape of the convolution input.
+        x_dtype: Dtype of the convolution input.
+
+    Returns:
+        A differentiable function ``(a, w) -> array of shape x_shape``.
+    """
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated_p.bind(x, w, **params)
+
+    @jax.custom_vjp
+    def transpose(a, w):
+        _, pullback = jax.vjp(lambda x: conv(x, w), jnp.zeros(x_shape, x_dtype))
+        return pullback(a)[0]
+
+    def fwd(a, w):
+        return transpose(a, w), (a, w)
+
+    def bwd(res, g):
+        a, w = res
+        g_a, pullback = jax.vjp(lambda w_: conv(g, w_), w)
+        return g_a.astype(a.dtype), pullback(a.astype(g_a.dtype))[0]
+
+    transpose.defvjp(fwd, bwd)
+    return transpose
+
+
+def _folds_conv_rows(step: _Step, pos: list[int]) -> bool:
+    """Whether a convolution step is transposed by :func:`_conv_rows_transpose`."""
+    if not _FOLD_CONV_ROWS or step.eqn.primitive.name != "conv_general_dilated" or pos != [0]:
+        return False
+    if step.eqn.params.get("batch_group_count", 1) != 1:
+        return False
+    return jnp.issubdtype(jnp.result_type(step.invals[1]), jnp.floating)
+
+
+def _conv_rows_transpose(params: dict, ct, x_shape: tuple, x_dtype, w):
+    """Transposes a convolution for ``R`` rows ``ct`` of shape ``(R, *out_shape)``.
+
+    The rows are folded into the batch dimension of the convolution (as
+    ``jax.vmap`` would do), so the whole step is one transposed convolution whose
+    derivative uses standard convolution layouts (:func:`_conv_lhs_transpose`).
+    """
+    dn = params["dimension_numbers"]
+    lb, ob = dn.lhs_spec[0], dn.out_spec[0]
+    w = jnp.asarray(w)
+    rows, out_shape = ct.shape[0], ct.shape[1:]
+    chunk = rows
+    if _CONV_CHUNK_ELEMENTS is not None and jax.default_backend() == "cpu":
+        widest = max(math.prod(out_shape), math.prod(x_shape), 1)
+        chunk = max(1, min(rows, _CONV_CHUNK_ELEMENTS // widest))
+
+    def one(c):
+        r = c.shape[0]
+        folded = jnp.moveaxis(c, 0, ob).reshape(
+            (*out_shape[:ob], r * out_shape[ob], *out_shape[ob + 1 :])
+        )
+        x_folded = (*x_shape[:lb], r * x_shape[lb], *x_shape[lb + 1 :])
+        res = _conv_lhs_transpose(params, x_folded, x_dtype)(folded, w)
+        res = res.reshape((*x_shape[:lb], r, x_shape[lb], *x_shape[lb + 1 :]))
+        return jnp.moveaxis(res, lb, 0)
+
+    if chunk >= rows:
+        return one(ct)
+    sizes = [min(chunk, rows - i) for i in range(0, rows, chunk)]
+    return jnp.concatenate([one(c) for c in jax.lax.split(ct, sizes)])
+
+
+def _affine_backward(step: _Step, cts: list, out_avals: list, in_avals: dict):
+    """Transposes an affine equation for ``R`` rows of coefficients.
+
+    Args:
+        step: The affine step.
+        cts: Coefficients of shape ``(R, *shape)`` per output (``None``: zero).
+        out_avals: Per-example ``(shape, dtype)`` of the outputs.
+        in_avals: Per-example ``(shape, dtype)`` of the bounded inputs, by position.
+
+    Returns:
+        ``([(input node id, coefficients (R, *shape))], bias (R,))``.
+    """
     pos = _node_positions(step)
     eqn = step.eqn
+    k = next(c.shape[0] for c in cts if c is not None)
+    if _folds_conv_rows(step, pos):  # conv(x, w) has no offset: conv(0, w) = 0
+        (ct,) = cts
+        shape, dtype = in_avals[0]
+        in_ct = _conv_rows_transpose(eqn.params, ct, shape, dtype, step.invals[1])
+        return [(step.invals[0].id, in_ct)], jnp.zeros((k,), ct.dtype)
 
     def f(*xs):
         merged = list(step.invals)
@@ -151,13 +305,12 @@ def _affine_backward(step: _Step, cts: list, shapes: list):
         out = eqn.primitive.bind(*merged, **eqn.params)
         return tuple(out) if eqn.primitive.multiple_results else out
 
-    zeros = [jnp.zeros(step.invals[p].box.lower.shape, step.invals[p].box.lower.dtype) for p in pos]
+    zeros = [jnp.zeros(*in_avals[p]) for p in pos]
     offset, pullback = jax.vjp(f, *zeros)
-    k = next(c.shape[0] for c in cts if c is not None)
     offsets = list(offset) if eqn.primitive.multiple_results else [offset]
     full = [
         c if c is not None else jnp.zeros((k, *s), o.dtype)
-        for c, s, o in zip(cts, shapes, offsets, strict=True)
+        for c, (s, _), o in zip(cts, out_avals, offsets, strict=True)
     ]
     bias = sum(_sum_rows(c, o[None]) for c, o in zip(full, offsets, strict=True))
     ct_arg = tuple(full) if eqn.primitive.multiple_results else full[0]
@@ -165,18 +318,17 @@ def _affine_backward(step: _Step, cts: list, shapes: list):
     return [(step.invals[p].id, ct) for p, ct in zip(pos, in_cts, strict=True)], bias
 
 
-def _relu_relaxation(step: _Step, tape: _Tape):
+def _relu_relaxation(step: _Step, box: Interval, out_shape: tuple):
     """Linear lower/upper relaxations of ``max(x, c)``/``min(x, c)`` in terms of x.
 
-    Returns ``(x_id, slope_lo, icpt_lo, slope_up, icpt_up)`` with
+    ``box`` is the box of ``x``, optionally with leading example axes in front of
+    ``out_shape``. Returns ``(x_id, slope_lo, icpt_lo, slope_up, icpt_up)`` with
     ``slope_lo * x + icpt_lo <= y <= slope_up * x + icpt_up`` on the box of ``x``.
     """
     (p,) = _node_positions(step)
     x = step.invals[p]
     c = step.invals[1 - p]
-    box = tape.boxes[x.id]
-    out_shape = tape.boxes[step.outs[0]].lower.shape
-    if box.lower.shape != out_shape:
+    if box.lower.shape[box.lower.ndim - len(out_shape) :] != out_shape:
         raise UnsupportedPrimitiveError(
             step.eqn.primitive.name,
             source_line(step.eqn),
@@ -212,10 +364,12 @@ def _relu_relaxation(step: _Step, tape: _Tape):
 
 
 def _concretize(a, box: Interval):
-    """Lower bound of ``a . x`` over ``x`` in ``box`` (per row of ``a``)."""
-    mid = jnp.broadcast_to(box.center, a.shape[1:])
-    rad = jnp.broadcast_to(box.radius, a.shape[1:])
-    return _sum_rows(a, mid[None]) - _sum_rows(jnp.abs(a), rad[None])
+    """Lower bound of ``a . x`` over ``x`` in ``box``.
+
+    ``a`` has shape ``(B, K, *shape)`` and the box ``(B, *shape)``; returns ``(B, K)``.
+    """
+    mid, rad = box.center[:, None], box.radius[:, None]
+    return _sum_rows(a, mid, 2) - _sum_rows(jnp.abs(a), rad, 2)
 
 
 def _backward(tape: _Tape, start: int, a0, mode: str):
@@ -224,15 +378,30 @@ def _backward(tape: _Tape, start: int, a0, mode: str):
     Args:
         tape: The recorded tape.
         start: Node id to bound.
-        a0: Coefficients of shape ``(K, *shape(start))``.
+        a0: Coefficients of shape ``(K, *shape(start))``, or ``(B, K, *shape(start))``
+            for a batched tape (:func:`_record_batched`; ``B`` examples).
         mode: ``"relax"`` (CROWN: relax ReLUs, error on other non-linearities) or
             ``"concretize"`` (stop at the first non-affine op and use IBP boxes).
 
     Returns:
-        An array of shape ``(K,)``.
+        An array of shape ``(K,)`` (``(B, K)`` for a batched tape).
     """
+    if tape.batched:
+        box_of = tape.boxes.__getitem__
+    else:
+        a0 = a0[None]
+
+        def box_of(node_id):
+            box = tape.boxes[node_id]
+            return Interval(box.lower[None], box.upper[None])
+
+    def aval(node_id):
+        lower = tape.boxes[node_id].lower
+        return lower.shape[int(tape.batched) :], lower.dtype
+
+    b, k = a0.shape[:2]
     coeffs: dict[int, Any] = {start: a0}
-    bias = jnp.zeros((a0.shape[0],), a0.dtype)
+    bias = jnp.zeros((b, k), a0.dtype)
 
     def add(node_id, ct):
         coeffs[node_id] = ct if node_id not in coeffs else coeffs[node_id] + ct
@@ -249,21 +418,28 @@ def _backward(tape: _Tape, start: int, a0, mode: str):
                 if ct is not None and isinstance(v, _Node):
                     add(v.id, ct)
         elif kind == "affine":
-            shapes = [tape.boxes[o].lower.shape for o in step.outs]
-            in_cts, b = _affine_backward(step, cts, shapes)
-            bias = bias + b
+            # rows of all examples are transposed together: (B, K) -> B * K rows
+            rows = [None if c is None else c.reshape((b * k, *c.shape[2:])) for c in cts]
+            in_avals = {p: aval(v.id) for p, v in enumerate(step.invals) if isinstance(v, _Node)}
+            out_avals = [aval(o) for o in step.outs]
+            in_cts, r = _affine_backward(step, rows, out_avals, in_avals)
+            bias = bias + r.reshape((b, k))
             for node_id, ct in in_cts:
-                add(node_id, ct)
+                add(node_id, ct.reshape((b, k, *ct.shape[1:])))
         elif kind == "relu" and mode == "relax":
             (a,) = cts
-            x_id, sl, bl, su, bu = _relu_relaxation(step, tape)
+            (p,) = _node_positions(step)
+            x_id = step.invals[p].id
+            out_shape = aval(step.outs[0])[0]
+            _, sl, bl, su, bu = _relu_relaxation(step, box_of(x_id), out_shape)
+            sl, bl, su, bu = (v[:, None] for v in (sl, bl, su, bu))
             pos, neg = jnp.maximum(a, 0), jnp.minimum(a, 0)
-            add(x_id, pos * sl[None] + neg * su[None])
-            bias = bias + _sum_rows(pos, bl[None]) + _sum_rows(neg, bu[None])
+            add(x_id, pos * sl + neg * su)
+            bias = bias + _sum_rows(pos, bl, 2) + _sum_rows(neg, bu, 2)
         elif mode == "concretize":
             for o, ct in zip(step.outs, cts, strict=True):
                 if ct is not None:
-                    bias = bias + _concretize(ct, tape.boxes[o])
+                    bias = bias + _concretize(ct, box_of(o))
         else:
             raise UnsupportedPrimitiveError(
                 step.eqn.primitive.name,
@@ -273,8 +449,8 @@ def _backward(tape: _Tape, start: int, a0, mode: str):
                 "interval_bounds (IBP) or margin_bounds(method='ibp') for this model.",
             )
     for node_id, a in coeffs.items():
-        bias = bias + _concretize(a, tape.boxes[node_id])
-    return bias
+        bias = bias + _concretize(a, box_of(node_id))
+    return bias if tape.batched else bias[0]
 
 
 def _identity_spec(shape, dtype):
@@ -285,8 +461,73 @@ def _identity_spec(shape, dtype):
     return jnp.concatenate([eye, -eye]).reshape((2 * n, *shape))
 
 
+# Upper limit on the elements of one coefficient array (rows x values) in the
+# backward passes of full CROWN; larger identity specifications run in chunks.
+_REFINE_BUDGET = 1 << 23
+
+
+def _refine_rows(tape: _Tape, x_id: int) -> int:
+    """Rows per chunk when bounding node ``x_id`` (see :data:`_REFINE_BUDGET`)."""
+    last = tape.producer.get(x_id, -1)
+    widest = tape.boxes[x_id].lower.size
+    for step in tape.steps[: last + 1]:
+        for v in step.invals:
+            if isinstance(v, _Node):
+                widest = max(widest, tape.boxes[v.id].lower.size)
+    return max(1, _REFINE_BUDGET // widest)
+
+
+# Coordinate-wise affine primitives (each output is an increasing or decreasing
+# affine function of one input coordinate, or a constant) and linear primitives
+# that mix coordinates; see _ibp_is_exact.
+_COORDINATEWISE = (
+    frozenset(
+        "add sub mul div neg convert_element_type reshape transpose squeeze expand_dims slice "
+        "pad rev copy copy_p".split()
+    )
+    | _IDENTITY
+)
+_MIXING = frozenset("dot_general conv_general_dilated reduce_sum reduce_window_sum".split())
+
+
+def _ibp_is_exact(tape: _Tape, node_id: int) -> bool:
+    """Whether the IBP box of a node is already its exact range over the input box.
+
+    True when the node is computed from one input by coordinate-wise affine steps
+    around at most one linear mixing step (e.g. ``conv(x, w) + b`` of the input):
+    IBP's center/radius form is then exact (up to rounding), so a CROWN pass
+    cannot tighten the box. Broadcasts may only follow the mixing step (copies of
+    one coordinate are not independent).
+    """
+    inputs = set(tape.inputs)
+    mixed = False
+    while node_id not in inputs:
+        step = tape.steps[tape.producer[node_id]]
+        pos = _node_positions(step)
+        if len(pos) != 1 or len(step.outs) != 1 or _classify(step) not in ("affine", "identity"):
+            return False
+        name = step.eqn.primitive.name
+        if name in _MIXING:
+            if mixed:
+                return False
+            mixed = True
+        elif name == "broadcast_in_dim":
+            if mixed:  # copies feeding the mixing step
+                return False
+        elif name not in _COORDINATEWISE:
+            return False
+        node_id = step.invals[pos[0]].id
+    return True
+
+
 def _refine_preactivations(tape: _Tape) -> None:
-    """Full CROWN: tightens the box of every ReLU input by a backward pass."""
+    """Full CROWN: tightens the box of every ReLU input by a backward pass.
+
+    The identity specification (``2 n`` rows for ``n`` neurons: lower and upper
+    bounds) is processed in chunks of rows with ``lax.map`` so that the
+    coefficients of one chunk hold at most about :data:`_REFINE_BUDGET` elements;
+    the rows of a chunk are built from their indices, never as a full identity.
+    """
     inputs = set(tape.inputs)
     done: set[int] = set()
     for step in tape.steps:
@@ -294,13 +535,25 @@ def _refine_preactivations(tape: _Tape) -> None:
             continue
         (p,) = _node_positions(step)
         x_id = step.invals[p].id
-        if x_id in inputs or x_id in done:
+        if x_id in inputs or x_id in done or _ibp_is_exact(tape, x_id):
             continue
         box = tape.boxes[x_id]
-        n = box.lower.size
-        r = _backward(tape, x_id, _identity_spec(box.lower.shape, box.lower.dtype), "relax")
-        lo = r[:n].reshape(box.lower.shape)
-        hi = -r[n:].reshape(box.lower.shape)
+        shape, dtype, n = box.lower.shape, box.lower.dtype, box.lower.size
+        chunk = _refine_rows(tape, x_id)
+        if chunk >= 2 * n:
+            r = _backward(tape, x_id, _identity_spec(shape, dtype), "relax")
+        else:
+            num_chunks = -(-2 * n // chunk)
+
+            def bound_chunk(i, x_id=x_id, shape=shape, dtype=dtype, n=n, chunk=chunk):
+                row = i * chunk + jnp.arange(chunk)  # rows >= 2 n are padding
+                sign = jnp.where(row < n, 1.0, jnp.where(row < 2 * n, -1.0, 0.0))
+                a0 = jax.nn.one_hot(row % n, n, dtype=dtype) * sign.astype(dtype)[:, None]
+                return _backward(tape, x_id, a0.reshape((chunk, *shape)), "relax")
+
+            r = jax.lax.map(bound_chunk, jnp.arange(num_chunks)).reshape(-1)[: 2 * n]
+        lo = r[:n].reshape(shape)
+        hi = -r[n:].reshape(shape)
         tape.boxes[x_id] = Interval(jnp.maximum(lo, box.lower), jnp.minimum(hi, box.upper))
         done.add(x_id)
 

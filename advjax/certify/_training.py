@@ -26,9 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from advjax.certify._certified import specification_matrix
-from advjax.certify._crown import _backward, _Node, _record
-from advjax.certify._interval import _as_box
+from advjax.certify._crown import _backward, _Node, _record_batched
 
 __all__ = [
     "ramp_schedule",
@@ -147,16 +145,20 @@ def ibp_schedules(
     return ramp_schedule(0.0, train_eps, **kw), ramp_schedule(kappa_start, kappa_end, **kw)
 
 
-def _example_lower_bounds(fn, lo, hi, spec, beta, use_crown: bool):
-    """Lower bounds of ``spec @ fn(x)`` over ``[lo, hi]`` for one example."""
-    boxes, in_def = _as_box(lo, hi)
-    tape = _record(fn, boxes, in_def)
+def _batch_lower_bounds(fn, lo, hi, specs, beta, use_crown: bool):
+    """Lower bounds of ``specs[i] @ fn(x_i)`` over ``[lo_i, hi_i]`` for every example ``i``.
+
+    The tape of the per-example ``fn`` is recorded once with batched boxes and the
+    backward passes run on all examples together (:func:`_record_batched`).
+    """
+    tape = _record_batched(fn, lo, hi)
     if len(tape.outputs) != 1:
         raise ValueError("Certified training needs a model with a single logits output.")
     (out,) = tape.outputs
     if not isinstance(out, _Node):  # constant network
-        return spec @ jnp.asarray(out).reshape(-1)
-    a0 = spec.reshape((spec.shape[0], *tape.boxes[out.id].lower.shape))
+        return specs @ jnp.asarray(out).reshape(-1)
+    out_shape = tape.boxes[out.id].lower.shape[1:]
+    a0 = specs.reshape((*specs.shape[:2], *out_shape))
     ibp = _backward(tape, out.id, a0, "concretize")
     if not use_crown:
         return ibp
@@ -207,20 +209,29 @@ def batched_margin_lower_bounds(
         lo, hi = jnp.maximum(lo, clip_min), jnp.maximum(hi, clip_min)
     if clip_max is not None:
         lo, hi = jnp.minimum(lo, clip_max), jnp.minimum(hi, clip_max)
-    specs = specification_matrix(y, num_classes).astype(x.dtype)
+    # Only the rows j != y are bounded (the label's row of the specification is
+    # zero, its bound is 0): one backward row fewer per example.
+    others = jnp.arange(max(num_classes - 1, 0))[None] + (
+        jnp.arange(max(num_classes - 1, 0))[None] >= y[:, None]
+    )
+    specs = jax.nn.one_hot(y, num_classes, dtype=x.dtype)[:, None] - jax.nn.one_hot(
+        others, num_classes, dtype=x.dtype
+    )
 
     def fn(xi):
         return logits_fn(xi[None])[0]
 
     def run(use_crown, b):
-        one = lambda l_, h_, s_: _example_lower_bounds(fn, l_, h_, s_, b, use_crown)  # noqa: E731
-        return jax.vmap(one)(lo, hi, specs)
+        return _batch_lower_bounds(fn, lo, hi, specs, b, use_crown)
 
     static_one = isinstance(beta, (int, float)) and float(beta) == 1.0
     if static_one:
-        return run(False, 1.0)
-    beta = jnp.asarray(beta, x.dtype)
-    return jax.lax.cond(beta < 1.0, lambda b: run(True, b), lambda b: run(False, b), beta)
+        m = run(False, 1.0)
+    else:
+        beta = jnp.asarray(beta, x.dtype)
+        m = jax.lax.cond(beta < 1.0, lambda b: run(True, b), lambda b: run(False, b), beta)
+    rows = jnp.arange(x.shape[0])[:, None]
+    return jnp.zeros((x.shape[0], num_classes), m.dtype).at[rows, others].set(m)
 
 
 def _check_no_batch_stats(state) -> None:

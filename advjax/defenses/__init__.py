@@ -14,6 +14,7 @@ from advjax.defenses._detectors import (
     entropy_detector,
     false_positive_rate,
     feature_squeezing_detector,
+    layer_features,
     mahalanobis_detector,
     reconstruction_detector,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "guard",
     "jpeg",
     "jpeg_compress",
+    "layer_features",
     "mahalanobis_detector",
     "median_smoothing",
     "preprocess",

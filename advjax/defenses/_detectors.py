@@ -230,6 +230,62 @@ def reconstruction_detector(autoencoder_fn: Callable, *, name: str = "autoencode
     return Detector(name, score)
 
 
+def layer_features(model, variables, layer: str, **apply_kwargs) -> Callable:
+    """``x -> features[B, D]``: the flattened output of a named layer of a Flax model.
+
+    Uses Flax's ``capture_intermediates``, so any submodule can be read without
+    changing the model: ``layer`` is its name, or a ``/``-separated path for
+    nested modules (``"block1/conv"``). For a zoo model the hidden layers are
+    the named ``Dense``/``Conv`` modules (``"fc1"`` of ``fast_mnist`` is its
+    100-unit hidden layer, before the ReLU). Pass the result to
+    :func:`mahalanobis_detector` for the hidden-layer detector of Lee et al.
+    (2018).
+
+    Args:
+      model: the Flax module.
+      variables: its variables (``params`` and optional ``batch_stats``).
+      layer: the submodule's name or path.
+      **apply_kwargs: keyword arguments of ``model.apply`` (default
+        ``train=False``: BatchNorm statistics and no dropout).
+
+    Returns:
+      ``x -> features[B, D]`` (eval mode, differentiable).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax import models
+      >>> from advjax.defenses import layer_features
+      >>> model = models.get_model("fast_mnist")
+      >>> variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
+      >>> layer_features(model, variables, "fc1")(jnp.zeros((2, 28, 28, 1))).shape
+      (2, 100)
+    """
+    path = tuple(part for part in str(layer).split("/") if part)
+    if not path:
+        raise ValueError("layer_features: layer must name a submodule")
+    apply_kwargs = {"train": False, **apply_kwargs}
+
+    def wanted(module, method_name):
+        return method_name == "__call__" and tuple(module.path) == path
+
+    def features(x):
+        _, state = model.apply(
+            variables, x, capture_intermediates=wanted, mutable=["intermediates"], **apply_kwargs
+        )
+        node = state.get("intermediates", {})
+        for part in path:
+            if part not in node:
+                raise ValueError(
+                    f"layer_features: no layer {layer!r} in {type(model).__name__}; its "
+                    f"top-level layers are {sorted(variables.get('params', {}))}"
+                )
+            node = node[part]
+        value = node["__call__"][0]
+        return value.reshape(value.shape[0], -1)
+
+    return features
+
+
 def mahalanobis_detector(
     features_fn: Callable,
     x_fit,
@@ -238,12 +294,14 @@ def mahalanobis_detector(
     num_classes: int | None = None,
     ridge: float = 1e-6,
     batch_size: int = 500,
+    name: str = "mahalanobis",
 ) -> Detector:
     """Class-conditional Gaussians with a shared covariance on features (Lee et al. 2018).
 
     Fits per-class means and a shared (tied) covariance of ``features_fn(x)``
     on labelled clean data; the score is the smallest Mahalanobis distance to
-    a class mean. ``features_fn`` may be a hidden layer or the logits. (The
+    a class mean. ``features_fn`` may be the logits or a hidden layer
+    (:func:`layer_features` reads one from a Flax model). (The
     paper's input pre-processing and per-layer ensemble are not included.)
 
     Args:
@@ -253,6 +311,7 @@ def mahalanobis_detector(
       num_classes: number of classes; ``None`` infers ``max(y) + 1``.
       ridge: added to the covariance diagonal (relative to its mean variance).
       batch_size: batch size for computing features.
+      name: label for reports.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -290,4 +349,4 @@ def mahalanobis_detector(
         distances = jnp.einsum("bkd,de,bke->bk", diff, precision, diff)
         return jnp.min(distances, axis=-1)
 
-    return Detector("mahalanobis", score)
+    return Detector(name, score)

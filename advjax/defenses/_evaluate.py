@@ -8,6 +8,14 @@ evaluation many defense papers stopped at) and under an *adaptive* attack
 randomness, detectors and classifier attacked jointly through
 :meth:`Guarded.attack_logits`, ensembles attacked as one function. An input
 counts as robust if the defense classifies it correctly or rejects it.
+
+The gradient attack is backed by a gradient-free one: for a deterministic
+defense, the examples that survive it are attacked again with the Square
+attack (Andriushchenko et al. 2020) on the exact forward pass of the same
+target, which needs no gradient and so is not fooled by a poor BPDA
+approximation or other gradient masking. How many examples only the Square
+attack broke is reported (``gradient_free_breaks``): a large figure means the
+gradient attack was misled, and the defense's gradients deserve a closer look.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 
 from advjax.attacks._adaptive import eot
 from advjax.attacks._pgd import pgd
+from advjax.attacks._square import square
 from advjax.defenses._guard import ABSTAIN, Guarded
 from advjax.defenses._preprocess import DefendedLogits
 
@@ -50,7 +59,11 @@ class DefenseResult:
       eot_samples: EOT draws per query in the adaptive attack (1: no EOT).
       randomized_without_eot: flag: a randomized defense attacked without EOT
         (its adaptive figure is then an over-estimate).
-      attack_seconds: wall time of both attacks.
+      attack_seconds: wall time of all attacks.
+      gradient_free_queries: Square-attack queries per surviving example (0: not run;
+        always 0 for randomized defenses).
+      gradient_free_breaks: fraction of all examples that survived the gradient
+        attack but not the Square attack (already counted in the adaptive figure).
     """
 
     name: str
@@ -67,22 +80,29 @@ class DefenseResult:
     eot_samples: int
     randomized_without_eot: bool
     attack_seconds: float
+    gradient_free_queries: int = 0
+    gradient_free_breaks: float = 0.0
 
     @staticmethod
     def markdown_header() -> str:
         return (
             "| model | defense | clean acc | FPR | naive robust acc | adaptive robust acc "
-            "| time overhead | EOT |\n|---|---|---|---|---|---|---|---|"
+            "| broken only by Square | time overhead | EOT |\n"
+            "|---|---|---|---|---|---|---|---|---|"
         )
 
     def markdown_row(self) -> str:
         eot_text = f"{self.eot_samples}" if self.randomized else "-"
         if self.randomized_without_eot:
             eot_text = "**none (warning)**"
+        square_text = (
+            f"{100 * self.gradient_free_breaks:.1f}%" if self.gradient_free_queries else "-"
+        )
         return (
             f"| {self.model} | {self.name} | {100 * self.clean_accuracy:.1f}% "
             f"| {100 * self.false_positive_rate:.1f}% | {100 * self.naive_robust_accuracy:.1f}% "
-            f"| {100 * self.adaptive_robust_accuracy:.1f}% | {self.overhead:.1f}x | {eot_text} |"
+            f"| {100 * self.adaptive_robust_accuracy:.1f}% | {square_text} "
+            f"| {self.overhead:.1f}x | {eot_text} |"
         )
 
 
@@ -135,6 +155,7 @@ def evaluate_defense(
     naive_attack=None,
     adaptive_attack=None,
     eot_samples: int = 10,
+    gradient_free_queries: int = 1000,
     batch_size: int = 250,
 ) -> DefenseResult:
     """Evaluates a defense against a naive and an adaptive Linf attack.
@@ -158,6 +179,10 @@ def evaluate_defense(
       eot_samples: EOT draws per query for randomized defenses; ``1`` disables
         EOT, which raises :class:`RandomizedWithoutEOTWarning` and sets
         ``randomized_without_eot``.
+      gradient_free_queries: for a deterministic defense, the examples that
+        survive ``adaptive_attack`` are attacked again by a Linf Square attack
+        (margin loss, this many queries) on the exact forward pass of the
+        adaptive target; ``0`` skips it. Randomized defenses skip it.
       batch_size: evaluation batch size.
 
     Returns:
@@ -180,6 +205,15 @@ def evaluate_defense(
     if isinstance(eot_samples, bool) or not isinstance(eot_samples, int) or eot_samples < 1:
         raise ValueError(
             f"evaluate_defense: eot_samples must be an integer >= 1, got {eot_samples!r}"
+        )
+    if (
+        isinstance(gradient_free_queries, bool)
+        or not isinstance(gradient_free_queries, int)
+        or gradient_free_queries < 0
+    ):
+        raise ValueError(
+            "evaluate_defense: gradient_free_queries must be an integer >= 0, "
+            f"got {gradient_free_queries!r}"
         )
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int32)
@@ -221,11 +255,27 @@ def evaluate_defense(
         )
         for store, value in zip((clean, naive, adaptive), outputs, strict=True):
             store.append(np.asarray(value))
-    seconds = time.perf_counter() - started
     clean, naive, adaptive = (np.concatenate(v) for v in (clean, naive, adaptive))
 
     def robust(pred):
         return (pred == y) | (pred == ABSTAIN)
+
+    square_queries = 0 if randomized else gradient_free_queries
+    gradient_free_breaks = 0.0
+    survivors = np.flatnonzero(robust(adaptive))
+    if square_queries and len(survivors):
+        broken = _gradient_free(
+            square(eps, queries=square_queries),
+            target,
+            predict,
+            x[survivors],
+            y[survivors],
+            jax.random.split(key)[1],
+            batch_size,
+        )
+        adaptive[survivors[broken.nonzero()[0]]] = -2  # neither y nor ABSTAIN: a wrong answer
+        gradient_free_breaks = float(broken.sum()) / len(x)
+    seconds = time.perf_counter() - started
 
     xb = jnp.asarray(x[:batch_size])
     defended_time = _best_time(jax.jit(predict), xb, key)
@@ -245,4 +295,30 @@ def evaluate_defense(
         eot_samples=1 if without_eot or not randomized else eot_samples,
         randomized_without_eot=without_eot,
         attack_seconds=seconds,
+        gradient_free_queries=square_queries,
+        gradient_free_breaks=gradient_free_breaks,
     )
+
+
+def _gradient_free(attack, target, predict, x, y, key, batch_size) -> np.ndarray:
+    """``bool[N]``: which of ``(x, y)`` the gradient-free ``attack`` breaks on the exact defense.
+
+    Survivors are few when the defense is broken, so chunks are padded to a power of
+    two (at most ``batch_size``) rather than to ``batch_size``.
+    """
+
+    @jax.jit
+    def run(xb, yb, key):
+        x_adv = attack(target(yb), xb, yb, key=key)
+        pred = predict(x_adv, key)
+        return (pred != yb) & (pred != ABSTAIN)
+
+    broken = []
+    for i, start in enumerate(range(0, len(x), batch_size)):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        size = min(batch_size, 1 << max(len(xb) - 1, 0).bit_length())
+        pad = size - len(xb)
+        xb = np.concatenate([xb, np.repeat(xb[-1:], pad, axis=0)])
+        yb = np.concatenate([yb, np.repeat(yb[-1:], pad, axis=0)])
+        broken.append(np.asarray(run(xb, yb, jax.random.fold_in(key, i)))[: len(xb) - pad])
+    return np.concatenate(broken)

@@ -160,6 +160,7 @@ def evaluate(
     clip_max: float = 1.0,
     diagnostics: bool = True,
     black_box: Sequence[str] = (),
+    sharding: jax.sharding.Sharding | None = None,
 ) -> RobustnessReport:
     """Measures clean accuracy and robust accuracy per attack and budget.
 
@@ -184,6 +185,11 @@ def evaluate(
         ``report.warnings``.
       black_box: names of black-box attacks in ``attacks`` (names containing
         ``square``, ``hopskipjump`` or ``one_pixel`` are recognised anyway).
+      sharding: where each batch goes, e.g.
+        ``advjax.parallel.batch_sharding(mesh)`` to split it over devices
+        (``batch_size`` is then rounded up to a multiple of the device count);
+        ``None`` runs on the default device. With a ``batch_size`` that the
+        device count divides, the report is the same as without sharding.
 
     Returns:
       A :class:`RobustnessReport`.
@@ -207,15 +213,21 @@ def evaluate(
     if not attacks:
         raise ValueError("attacks is empty: give at least one {name: eps -> attack}.")
     batch_size = min(check_positive_int(batch_size, "batch_size"), len(x))
+    if sharding is not None:  # every device gets an equal share of every batch
+        batch_size = -(-batch_size // sharding.num_devices) * sharding.num_devices
     epsilons_array = _validated_epsilons(epsilons)
     threat = get_threat_model(norm)
     predict = jax.jit(lambda xb: jnp.argmax(logits_fn(xb), axis=-1))
 
+    def _batches():
+        """``_batched``, each batch placed with ``sharding`` when one is given."""
+        for xb, yb, valid in _batched(x, y, batch_size):
+            if sharding is not None:
+                xb, yb = jax.device_put((xb, yb), sharding)
+            yield xb, yb, valid
+
     correct = np.concatenate(
-        [
-            np.asarray(predict(xb))[:valid] == yb[:valid]
-            for xb, yb, valid in _batched(x, y, batch_size)
-        ]
+        [np.asarray(predict(xb))[:valid] == np.asarray(yb)[:valid] for xb, yb, valid in _batches()]
     )
     results, all_broken, all_norms = [], [], []
     for attack_index, (name, factory) in enumerate(attacks.items()):
@@ -223,7 +235,7 @@ def evaluate(
         attack_key = jax.random.fold_in(key, attack_index)
         broken, norms = [], []
         started = time.perf_counter()
-        for batch_index, (xb, yb, valid) in enumerate(_batched(x, y, batch_size)):
+        for batch_index, (xb, yb, valid) in enumerate(_batches()):
             batch_broken, batch_norms = run(xb, yb, jax.random.fold_in(attack_key, batch_index))
             broken.append(np.asarray(batch_broken)[:, :valid])
             norms.append(np.asarray(batch_norms)[:, :valid])

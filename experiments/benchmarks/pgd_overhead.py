@@ -9,6 +9,10 @@ because the default runtime runs loop bodies slower than the same ops outside a
 loop.
 
     python experiments/benchmarks/pgd_overhead.py [--model madry_cnn] [--batch 128] [--steps 40]
+
+``--model`` takes any zoo model (``mlp``, ``madry_cnn``, ``preact_resnet18`` for the
+issue's three); CIFAR models get 32x32x3 inputs. ``--fast-conv-grads`` wraps the
+model in ``advjax.parallel.fast_conv_grads`` (both the lone gradient and PGD).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import jax
 import jax.numpy as jnp
 
 import advjax
-from advjax import losses, models
+from advjax import losses, models, parallel
+
+CIFAR_MODELS = {"preact_resnet18", "wide_resnet"}
 
 
 def _timed(fn, *args) -> float:
@@ -35,18 +41,20 @@ def _timed(fn, *args) -> float:
 
 def measure(args) -> None:
     model = models.get_model(args.model)
-    variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
-    x = jax.random.uniform(jax.random.key(1), (args.batch, 28, 28, 1))
+    shape = (32, 32, 3) if args.model in CIFAR_MODELS else (28, 28, 1)
+    variables = models.init_model(model, jax.random.key(0), shape)
+    x = jax.random.uniform(jax.random.key(1), (args.batch, *shape))
     y = jax.random.randint(jax.random.key(2), (args.batch,), 0, 10)
     key = jax.random.key(3)
     attack = advjax.pgd(0.3, steps=args.steps, step_size=0.01)
+    wrap = parallel.fast_conv_grads if args.fast_conv_grads else (lambda fn: fn)
 
     def gradient(params, x, y):
-        logits_fn = models.eval_logits_fn(model, params)
+        logits_fn = wrap(models.eval_logits_fn(model, params))
         return jax.grad(lambda xx: jnp.sum(losses.ce(logits_fn(xx), y)))(x)
 
     def pgd(params, x, y, key):
-        return attack(models.eval_logits_fn(model, params), x, y, key=key)
+        return attack(wrap(models.eval_logits_fn(model, params)), x, y, key=key)
 
     # "arguments": parameters are inputs of the compiled programs, as in a training step.
     # "constants": parameters are closed over and baked into the programs, as when a fixed
@@ -62,6 +70,7 @@ def measure(args) -> None:
     }
     print(
         f"model={args.model} batch={args.batch} steps={args.steps} "
+        f"fast_conv_grads={args.fast_conv_grads} "
         f"backend={jax.default_backend()} jax={jax.__version__} "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )
@@ -90,6 +99,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fast-conv-grads", action="store_true")
+    parser.add_argument("--runtimes", nargs="+", default=["default", "legacy"])
     parser.add_argument("--child", action="store_true", help="measure in this process only")
     args = parser.parse_args()
     if args.child or jax.default_backend() != "cpu":
@@ -97,7 +108,8 @@ def main() -> None:
         return
     from advjax._xla_flags import FLAG, OPT_OUT
 
-    for label, flags in (("XLA default CPU runtime", ""), ("legacy CPU runtime", FLAG)):
+    runtimes = {"default": ("XLA default CPU runtime", ""), "legacy": ("legacy CPU runtime", FLAG)}
+    for label, flags in (runtimes[name] for name in args.runtimes):
         print(f"--- {label}", flush=True)
         env = {**os.environ, "XLA_FLAGS": flags, OPT_OUT: "1"}
         subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env, check=False)

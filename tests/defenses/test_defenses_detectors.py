@@ -58,6 +58,31 @@ def test_detector_scores_are_sensible(linear_mnist):
     assert float(jnp.abs(jax.grad(lambda z: fs.attack_score_fn(z).sum())(x[:8])).sum()) > 0
 
 
+def test_layer_features_and_hidden_mahalanobis(linear_mnist):
+    from advjax import models
+
+    _, x, y = linear_mnist
+    model = models.get_model("fast_mnist")
+    variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
+    features = d.layer_features(model, variables, "fc1")
+    h = jax.jit(features)(x[:4])
+    assert h.shape == (4, 100)
+    # fc1 is the Dense layer before the ReLU: its output is the pre-activation
+    conv_out = d.layer_features(model, variables, "conv2")(x[:4])
+    assert conv_out.shape == (4, 7 * 7 * 32)
+    expected = jax.nn.relu(conv_out) @ variables["params"]["fc1"]["kernel"]
+    np.testing.assert_allclose(h, expected + variables["params"]["fc1"]["bias"], atol=1e-4)
+    assert float(jnp.abs(jax.grad(lambda z: features(z).sum())(x[:2])).sum()) > 0
+    det = d.mahalanobis_detector(features, x[:1000], y[:1000], name="mahalanobis (fc1)")
+    assert det.name == "mahalanobis (fc1)"
+    noise = jax.random.uniform(jax.random.key(1), (100, 28, 28, 1))
+    assert float(jnp.median(det.scores(noise))) > float(jnp.median(det.scores(x[1000:1100])))
+    with pytest.raises(ValueError, match="no layer 'fc9'.*fc1"):
+        d.layer_features(model, variables, "fc9")(x[:1])
+    with pytest.raises(ValueError, match="layer"):
+        d.layer_features(model, variables, "")
+
+
 @pytest.mark.slow
 def test_autoencoder_reconstruction_detector(linear_mnist):
     _, x, _ = linear_mnist

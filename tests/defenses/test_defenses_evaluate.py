@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 import advjax
@@ -29,7 +30,30 @@ def test_adaptive_beats_masked_gradients_on_bit_depth(linear_mnist):
     assert result.naive_robust_accuracy > 0.5
     assert result.adaptive_robust_accuracy < 0.1
     assert result.robust_accuracy <= result.adaptive_robust_accuracy
-    assert result.markdown_row().count("|") == 9
+    assert result.markdown_row().count("|") == 10
+    assert result.gradient_free_queries == 1000  # deterministic: Square ran on the survivors
+
+
+def test_gradient_free_stage_catches_masked_gradients(linear_mnist):
+    """A quantiser without BPDA has zero gradient: PGD stalls, the Square stage does not."""
+    f, x, y = linear_mnist
+    x, y = x[:64], y[:64]
+    masked = lambda z: f(jnp.round(z * 3) / 3)  # noqa: E731  (plain callable: no BPDA)
+    stalled = advjax.pgd(0.2, steps=10, random_start=False)
+    kwargs = dict(eps=0.2, key=jax.random.key(0), base_logits_fn=f, adaptive_attack=stalled)
+    kwargs["naive_attack"] = advjax.pgd(0.2, steps=1)
+    without = d.evaluate_defense(masked, x, y, gradient_free_queries=0, **kwargs)
+    assert without.adaptive_robust_accuracy > 0.6  # the gradient attack is fooled
+    assert without.gradient_free_queries == 0 and "| - |" in without.markdown_row()
+    result = d.evaluate_defense(masked, x, y, gradient_free_queries=300, **kwargs)
+    assert result.adaptive_robust_accuracy < 0.2
+    assert result.gradient_free_breaks > 0.4
+    assert result.adaptive_robust_accuracy == pytest.approx(
+        without.adaptive_robust_accuracy - result.gradient_free_breaks
+    )
+    assert result.robust_accuracy <= result.adaptive_robust_accuracy
+    with pytest.raises(ValueError, match="gradient_free_queries"):
+        d.evaluate_defense(masked, x, y, gradient_free_queries=-1, **kwargs)
 
 
 def test_randomized_without_eot_warns_and_flags(linear_mnist):
@@ -47,6 +71,7 @@ def test_randomized_without_eot_warns_and_flags(linear_mnist):
     assert result.randomized_without_eot and "warning" in result.markdown_row()
     result = d.evaluate_defense(noisy, x[:4], y[:4], eot_samples=2, **kwargs)
     assert result.randomized and not result.randomized_without_eot and result.eot_samples == 2
+    assert result.gradient_free_queries == 0  # Square is only run on deterministic defenses
 
 
 def test_guard_evaluation_counts_rejections(linear_mnist):

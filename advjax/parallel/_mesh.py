@@ -1,0 +1,121 @@
+"""Device meshes and the three shardings advjax uses: batch, replicated, parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+DEFAULT_AXIS = "batch"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None, axis: str = DEFAULT_AXIS) -> Mesh:
+    """A one-axis mesh over ``devices`` (default: every device of every process).
+
+    The same code then runs on one device or many: with one device every
+    sharding below is trivial. The axis is ``Auto`` (XLA propagates shardings
+    through the program), not JAX's ``Explicit`` sharding-in-types mode, so
+    attacks and models need no sharding annotations.
+
+    Args:
+      devices: the devices, in mesh order; ``None`` uses ``jax.devices()``.
+      axis: the axis name; the batch is split along it.
+
+    Returns:
+      A ``jax.sharding.Mesh`` with one axis of ``len(devices)`` devices.
+
+    Example:
+      >>> from advjax import parallel
+      >>> mesh = parallel.make_mesh()
+      >>> mesh.axis_names
+      ('batch',)
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("make_mesh needs at least one device.")
+    return Mesh(np.asarray(devices, dtype=object), (axis,), axis_types=(AxisType.Auto,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Splits the leading (batch) axis of every array over all of the mesh's axes.
+
+    Example:
+      >>> from advjax import parallel
+      >>> tuple(parallel.batch_sharding(parallel.make_mesh()).spec)
+      ('batch',)
+    """
+    names = tuple(mesh.axis_names)
+    return NamedSharding(mesh, PartitionSpec(names[0] if len(names) == 1 else names))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of the mesh (parameters, keys, scalars).
+
+    Example:
+      >>> from advjax import parallel
+      >>> tuple(parallel.replicated(parallel.make_mesh()).spec)
+      ()
+    """
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_divisor(sharding: jax.sharding.Sharding) -> int:
+    """How many pieces ``sharding`` cuts the leading axis into (1 if it is not split).
+
+    Example:
+      >>> from advjax import parallel
+      >>> import jax
+      >>> parallel.batch_divisor(parallel.batch_sharding(parallel.make_mesh())) == len(
+      ...     jax.devices())
+      True
+    """
+    if isinstance(sharding, NamedSharding):
+        spec = tuple(sharding.spec)
+        if not spec or spec[0] is None:
+            return 1
+        names = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+        return int(np.prod([sharding.mesh.shape[name] for name in names]))
+    return int(sharding.num_devices)
+
+
+def param_sharding(tree, mesh: Mesh, *, min_size: int = 2**16):
+    """Per-leaf shardings that split large arrays over the mesh (ZeRO-3 / FSDP style).
+
+    An array with at least ``min_size`` elements is split along its largest
+    axis that the mesh size divides; everything else is replicated. The rule
+    looks only at shapes, so optimizer moments get the same sharding as their
+    parameters. XLA gathers each weight where a layer needs it.
+
+    Args:
+      tree: a pytree of arrays (parameters, or a whole ``TrainState``).
+      mesh: the mesh; its first axis splits the parameters.
+      min_size: arrays smaller than this stay replicated.
+
+    Returns:
+      A pytree of ``NamedSharding`` with the structure of ``tree``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import parallel
+      >>> mesh = parallel.make_mesh()
+      >>> tree = {"w": jnp.zeros((512, 256)), "b": jnp.zeros(256)}
+      >>> tuple(parallel.param_sharding(tree, mesh, min_size=1024)["b"].spec)
+      ()
+    """
+    axis = mesh.axis_names[0]
+    size = mesh.shape[axis]
+
+    def rule(leaf):
+        shape = np.shape(leaf)
+        if size == 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
+            return replicated(mesh)
+        candidates = [d for d in np.argsort(shape)[::-1] if shape[d] % size == 0]
+        if not candidates:
+            return replicated(mesh)
+        spec = [None] * len(shape)
+        spec[int(candidates[0])] = axis
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    return jax.tree.map(rule, tree)
