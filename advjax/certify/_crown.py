@@ -186,12 +186,22 @@ def _sum_rows(a, b, lead: int = 1):
 # generic vmapped ``jax.vjp`` transpose.
 _FOLD_CONV_ROWS = True
 
-# On CPU, convolutions over many rows run in chunks of rows whose inputs and
-# outputs hold at most this many elements each: XLA:CPU's convolutions slow down
-# by about 4x per row once their operands outgrow the caches (measured on the
-# IBP-small net: 100 rows of 13x13x16 took 5 ms, 1000 rows 200 ms). None: no
-# chunking.
-_CONV_CHUNK_ELEMENTS: int | None = int(__import__("os").environ.get("CCE", 1 << 17))
+# Coefficient arrays of many rows are processed in chunks of rows holding at
+# most this many elements (None: the backend's default, see _chunk_elements).
+_CHUNK_ELEMENTS: int | None = int(__import__("os").environ.get("CCE", 0)) or None
+
+
+def _chunk_elements() -> int:
+    """Elements per chunk of rows: convolutions and full-CROWN identity specs.
+
+    On CPU 2**18 (1 MiB of float32): XLA:CPU's convolutions slow down about 4x
+    per row once their operands outgrow the caches (IBP-small net, 13x13x16
+    rows: 5 ms per 100 rows in chunks of 100, 20 ms per 100 rows in one
+    convolution of 1000). Elsewhere 2**25, which only bounds memory.
+    """
+    if _CHUNK_ELEMENTS is not None:
+        return _CHUNK_ELEMENTS
+    return 1 << 18 if jax.default_backend() == "cpu" else 1 << 25
 
 
 def _conv_lhs_transpose(params: dict, x_shape: tuple, x_dtype) -> Callable:
@@ -256,10 +266,8 @@ def _conv_rows_transpose(params: dict, ct, x_shape: tuple, x_dtype, w):
     lb, ob = dn.lhs_spec[0], dn.out_spec[0]
     w = jnp.asarray(w)
     rows, out_shape = ct.shape[0], ct.shape[1:]
-    chunk = rows
-    if _CONV_CHUNK_ELEMENTS is not None and jax.default_backend() == "cpu":
-        widest = max(math.prod(out_shape), math.prod(x_shape), 1)
-        chunk = max(1, min(rows, _CONV_CHUNK_ELEMENTS // widest))
+    widest = max(math.prod(out_shape), math.prod(x_shape), 1)
+    chunk = max(1, _chunk_elements() // widest)
 
     def one(c):
         r = c.shape[0]
@@ -461,20 +469,15 @@ def _identity_spec(shape, dtype):
     return jnp.concatenate([eye, -eye]).reshape((2 * n, *shape))
 
 
-# Upper limit on the elements of one coefficient array (rows x values) in the
-# backward passes of full CROWN; larger identity specifications run in chunks.
-_REFINE_BUDGET = 1 << 23
-
-
 def _refine_rows(tape: _Tape, x_id: int) -> int:
-    """Rows per chunk when bounding node ``x_id`` (see :data:`_REFINE_BUDGET`)."""
+    """Rows per chunk when bounding node ``x_id`` (see :func:`_chunk_elements`)."""
     last = tape.producer.get(x_id, -1)
     widest = tape.boxes[x_id].lower.size
     for step in tape.steps[: last + 1]:
         for v in step.invals:
             if isinstance(v, _Node):
                 widest = max(widest, tape.boxes[v.id].lower.size)
-    return max(1, _REFINE_BUDGET // widest)
+    return max(1, _chunk_elements() // widest)
 
 
 # Coordinate-wise affine primitives (each output is an increasing or decreasing
@@ -525,7 +528,7 @@ def _refine_preactivations(tape: _Tape) -> None:
 
     The identity specification (``2 n`` rows for ``n`` neurons: lower and upper
     bounds) is processed in chunks of rows with ``lax.map`` so that the
-    coefficients of one chunk hold at most about :data:`_REFINE_BUDGET` elements;
+    coefficients of one chunk hold at most :func:`_chunk_elements` elements;
     the rows of a chunk are built from their indices, never as a full identity.
     """
     inputs = set(tape.inputs)
