@@ -188,7 +188,7 @@ _FOLD_CONV_ROWS = True
 
 # Coefficient arrays of many rows are processed in chunks of rows holding at
 # most this many elements (None: the backend's default, see _chunk_elements).
-_CHUNK_ELEMENTS: int | None = int(__import__("os").environ.get("CCE", 0)) or None
+_CHUNK_ELEMENTS: int | None = None
 
 
 def _chunk_elements() -> int:
