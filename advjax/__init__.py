@@ -12,7 +12,7 @@ Example:
   True
 """
 
-from advjax import attacks, certify, data, defenses, eval, losses, models, train
+from advjax import attacks, certify, data, defenses, eval, losses, models, parallel, train
 from advjax.attacks import (
     Attack,
     LogitsFn,
@@ -115,6 +115,7 @@ __all__ = [
     "models",
     "one_pixel",
     "over_epsilons",
+    "parallel",
     "pgd",
     "pgd_at",
     "preprocess",

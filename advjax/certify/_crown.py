@@ -204,23 +204,80 @@ def _chunk_elements() -> int:
     return 1 << 18 if jax.default_backend() == "cpu" else 1 << 25
 
 
-def _conv_lhs_transpose(params: dict, x_shape: tuple, x_dtype) -> Callable:
+def _transposed_conv(a, w, params: dict, x_shape: tuple):
+    """The transpose of ``x -> conv(x, w)`` applied to ``a``, as one forward convolution.
+
+    Per spatial dimension, with stride ``s``, padding ``(p_lo, p_hi)``, input
+    dilation ``d_l``, kernel size ``k`` and kernel dilation ``d_r`` (extent
+    ``e = (k - 1) d_r + 1``), the forward convolution reads input ``i`` at padded,
+    dilated position ``p_lo + i d_l = j s + t d_r`` for output ``j`` and tap ``t``.
+    Its transpose is therefore a convolution of ``a`` dilated by ``s``, with the
+    taps reversed, kernel dilation ``d_r``, stride ``d_l`` and low padding
+    ``e - 1 - p_lo`` (negative values crop); the high padding makes the result
+    as large as the input. Input and output features swap roles per group. The
+    kernel is flipped and transposed explicitly into the ``(spatial..., in,
+    out)`` layout that XLA:CPU runs with Eigen: the equivalent ``jax.vjp``
+    leaves a reversed kernel in ``(spatial..., out, in)`` layout, which inside a
+    loop (full CROWN's chunks) runs in a generic, many times slower loop.
+
+    Args:
+        a: Coefficients shaped like the convolution output.
+        w: The kernel.
+        params: The ``conv_general_dilated`` parameters (``batch_group_count == 1``).
+        x_shape: Shape of the convolution input.
+
+    Returns:
+        An array of shape ``x_shape``.
+    """
+    lhs_spec, rhs_spec, out_spec = params["dimension_numbers"]
+    nsp = len(lhs_spec) - 2
+    groups = params["feature_group_count"]
+    taps = [w.shape[d] for d in rhs_spec[2:]]
+    # (spatial..., in per group, out), taps reversed
+    wk = jnp.flip(jnp.transpose(w, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0])), tuple(range(nsp)))
+    in_g, out = wk.shape[-2:]
+    # (spatial..., out per group, groups * in per group): group-major output features
+    wk = wk.reshape((*taps, in_g, groups, out // groups))
+    wk = jnp.transpose(wk, (*range(nsp), nsp + 2, nsp + 1, nsp))
+    wk = wk.reshape((*taps, out // groups, groups * in_g))
+    padding = []
+    for i in range(nsp):
+        extent = (taps[i] - 1) * params["rhs_dilation"][i] + 1
+        n_in, n_out = x_shape[lhs_spec[2 + i]], a.shape[out_spec[2 + i]]
+        low = extent - 1 - params["padding"][i][0]
+        dilated = (n_out - 1) * params["window_strides"][i] + 1
+        padding.append((low, (n_in - 1) * params["lhs_dilation"][i] + extent - dilated - low))
+    dn = jax.lax.ConvDimensionNumbers(out_spec, (nsp + 1, nsp, *range(nsp)), lhs_spec)
+    return jax.lax.conv_general_dilated(
+        a,
+        wk,
+        window_strides=params["lhs_dilation"],
+        padding=padding,
+        lhs_dilation=params["window_strides"],
+        rhs_dilation=params["rhs_dilation"],
+        dimension_numbers=dn,
+        feature_group_count=groups,
+        precision=params.get("precision"),
+        preferred_element_type=params.get("preferred_element_type"),
+    )
+
+
+def _conv_lhs_transpose(params: dict, x_shape: tuple) -> Callable:
     """``(a, w) -> conv_w^T(a)``: the transpose of ``x -> conv(x, w)``, with a fast VJP.
 
-    The value is ``jax.vjp`` of the convolution with respect to its input (the
-    same computation as the generic path). Its derivative is written in terms of
-    the *forward* convolution: for ``t(a, w) = conv_w^T a`` and a cotangent ``g``
-    (shaped like the convolution input), ``<g, conv_w^T a> = <conv(g, w), a>``, so
-    the cotangent of ``a`` is ``conv(g, w)`` and that of ``w`` is the ordinary
-    kernel gradient of ``w -> conv(g, w)`` at ``a``. Differentiating the
-    transposed convolution directly instead yields kernel-gradient convolutions
-    with reversed windows and ``01fb_o01i->f01b`` layouts, which XLA:CPU runs in a
-    generic loop (about 10x slower on the IBP-small net).
+    The value is computed by :func:`_transposed_conv`. Its derivative is written
+    in terms of the *forward* convolution: for ``t(a, w) = conv_w^T a`` and a
+    cotangent ``g`` (shaped like the convolution input),
+    ``<g, conv_w^T a> = <conv(g, w), a>``, so the cotangent of ``a`` is
+    ``conv(g, w)`` and that of ``w`` is the ordinary kernel gradient of
+    ``w -> conv(g, w)`` at ``a``. Differentiating the transposed convolution
+    itself instead yields kernel-gradient convolutions with reversed windows and
+    ``01fb_o01i->f01b`` layouts, which XLA:CPU runs in a generic loop (this made
+    a CROWN-IBP training step on the IBP-small net about 20x slower than IBP).
 
     Args:
         params: The ``conv_general_dilated`` parameters (``batch_group_count == 1``).
         x_shape: Shape of the convolution input.
-        x_dtype: Dtype of the convolution input.
 
     Returns:
         A differentiable function ``(a, w) -> array of shape x_shape``.
@@ -231,8 +288,7 @@ def _conv_lhs_transpose(params: dict, x_shape: tuple, x_dtype) -> Callable:
 
     @jax.custom_vjp
     def transpose(a, w):
-        _, pullback = jax.vjp(lambda x: conv(x, w), jnp.zeros(x_shape, x_dtype))
-        return pullback(a)[0]
+        return _transposed_conv(a, w, params, x_shape)
 
     def fwd(a, w):
         return transpose(a, w), (a, w)
@@ -255,7 +311,7 @@ def _folds_conv_rows(step: _Step, pos: list[int]) -> bool:
     return jnp.issubdtype(jnp.result_type(step.invals[1]), jnp.floating)
 
 
-def _conv_rows_transpose(params: dict, ct, x_shape: tuple, x_dtype, w):
+def _conv_rows_transpose(params: dict, ct, x_shape: tuple, w):
     """Transposes a convolution for ``R`` rows ``ct`` of shape ``(R, *out_shape)``.
 
     The rows are folded into the batch dimension of the convolution (as
@@ -275,7 +331,7 @@ def _conv_rows_transpose(params: dict, ct, x_shape: tuple, x_dtype, w):
             (*out_shape[:ob], r * out_shape[ob], *out_shape[ob + 1 :])
         )
         x_folded = (*x_shape[:lb], r * x_shape[lb], *x_shape[lb + 1 :])
-        res = _conv_lhs_transpose(params, x_folded, x_dtype)(folded, w)
+        res = _conv_lhs_transpose(params, x_folded)(folded, w)
         res = res.reshape((*x_shape[:lb], r, x_shape[lb], *x_shape[lb + 1 :]))
         return jnp.moveaxis(res, lb, 0)
 
@@ -302,8 +358,7 @@ def _affine_backward(step: _Step, cts: list, out_avals: list, in_avals: dict):
     k = next(c.shape[0] for c in cts if c is not None)
     if _folds_conv_rows(step, pos):  # conv(x, w) has no offset: conv(0, w) = 0
         (ct,) = cts
-        shape, dtype = in_avals[0]
-        in_ct = _conv_rows_transpose(eqn.params, ct, shape, dtype, step.invals[1])
+        in_ct = _conv_rows_transpose(eqn.params, ct, in_avals[0][0], step.invals[1])
         return [(step.invals[0].id, in_ct)], jnp.zeros((k,), ct.dtype)
 
     def f(*xs):

@@ -45,11 +45,12 @@ def test_l1_apgd_stays_in_ball_and_box_deterministic_and_jit_agrees(eps_schedule
     jitted = jax.jit(attack, static_argnums=0)
     out = jitted(_logits_fn, X, Y, key=KEY)
     again = jitted(_logits_fn, X, Y, key=KEY)
-    eager = attack(_logits_fn, X, Y, key=KEY)
     assert float(A.l1.norm(out - X).max()) <= 2.0 * (1 + 1e-5)
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     np.testing.assert_array_equal(np.asarray(out), np.asarray(again))
-    np.testing.assert_allclose(np.asarray(eager), np.asarray(out), atol=1e-4)
+    if eps_schedule:  # the default for L1; eager runs compile op by op, so only once
+        eager = attack(_logits_fn, X, Y, key=KEY)
+        np.testing.assert_allclose(np.asarray(eager), np.asarray(out), atol=1e-4)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 4])
@@ -78,6 +79,6 @@ def test_l1_apgd_breaks_a_linear_model_with_a_sparse_perturbation():
     x = jnp.full((4, 64), 0.5)
     x = x.at[:, -1].set(0.9)  # z_0 = 0.4 > z_1 = 0: an L1 move of 0.4 flips it
     y = jnp.zeros(4, jnp.int32)
-    out = A.apgd(0.6, norm="l1", steps=20)(logits_fn, x, y, key=KEY)
+    out = jax.jit(A.apgd(0.6, norm="l1", steps=20), static_argnums=0)(logits_fn, x, y, key=KEY)
     assert bool(jnp.all(jnp.argmax(logits_fn(out), -1) == 1))
     assert int(jnp.max(jnp.sum(out != x, -1))) <= 16

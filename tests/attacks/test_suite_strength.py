@@ -134,9 +134,9 @@ def test_square_breaks_the_undefended_model(batch):
 @pytest.mark.slow
 def test_slow_attacks_on_the_undefended_model(batch):
     logits_fn, x, y = batch
-    x_adv = _run(
-        A.cw_l2(3.0, steps=100, binary_search_steps=5, learning_rate=0.05), logits_fn, x, y
-    )
+    # The paper's 9 rounds of the search over c: with 5 rounds from c = 1e-3 the search
+    # never bisects on the hardest points, whose first successes lie beyond the budget.
+    x_adv = _run(A.cw_l2(3.0, steps=100, learning_rate=0.05), logits_fn, x, y)
     assert _robust(logits_fn, x_adv, y) <= 0.01
     x_adv = _run(A.hopskipjump(iterations=20), logits_fn, x[:32], y[:32])
     assert _robust(logits_fn, x_adv, y[:32]) <= 0.01
