@@ -14,7 +14,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from advjax.attacks._threat import ThreatModel
+from advjax.attacks._threat import ThreatModel, per_example_value
 from advjax.losses import Loss, as_labels
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -86,7 +86,7 @@ def projected_gradient_ascent(
       ``[clip_min, clip_max]``, gradients stopped.
     """
     eps = jnp.asarray(eps, x.dtype)
-    step_size = jnp.asarray(step_size, x.dtype)
+    step_size = per_example_value(step_size, x)  # a scalar or one step per example
     grad_fn = jax.grad(attack_objective(logits_fn, loss, y, targeted), has_aux=True)
 
     def clip_to_threat(candidate):

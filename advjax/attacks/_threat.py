@@ -18,10 +18,11 @@ import jax.numpy as jnp
 _TINY = 1e-12
 
 
-def _per_example(value, like: jax.Array) -> jax.Array:
+def per_example_value(value, like: jax.Array) -> jax.Array:
     """Reshapes a scalar or ``[B]`` value to broadcast against ``like[B, ...]``."""
     value = jnp.asarray(value, dtype=like.dtype)
     return value.reshape(value.shape + (1,) * (like.ndim - value.ndim))
+
 
 
 def _flat_norm(delta: jax.Array, ord_) -> jax.Array:
@@ -59,13 +60,13 @@ class ThreatModel:
 
 
 def _linf_project(delta, eps):
-    eps = _per_example(eps, delta)
+    eps = per_example_value(eps, delta)
     return jnp.clip(delta, -eps, eps)
 
 
 def _linf_init(key, shape, eps):
     unit = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
-    return unit * _per_example(eps, unit)
+    return unit * per_example_value(eps, unit)
 
 
 linf = ThreatModel(
@@ -79,13 +80,13 @@ linf = ThreatModel(
 
 
 def _l2_project(delta, eps):
-    norms = _per_example(_flat_norm(delta, 2), delta)
-    eps = _per_example(eps, delta)
+    norms = per_example_value(_flat_norm(delta, 2), delta)
+    eps = per_example_value(eps, delta)
     return delta * jnp.minimum(1.0, eps / jnp.maximum(norms, _TINY))
 
 
 def _l2_direction(grad):
-    return grad / jnp.maximum(_per_example(_flat_norm(grad, 2), grad), _TINY)
+    return grad / jnp.maximum(per_example_value(_flat_norm(grad, 2), grad), _TINY)
 
 
 def _l2_init(key, shape, eps):
@@ -96,7 +97,7 @@ def _l2_init(key, shape, eps):
         dims *= size
     # Uniform in the ball: radius eps * u^(1/d) along a uniform direction.
     radius = jax.random.uniform(radius_key, (shape[0],)) ** (1.0 / dims)
-    return _l2_direction(gaussian) * _per_example(radius, gaussian) * _per_example(eps, gaussian)
+    return _l2_direction(gaussian) * per_example_value(radius, gaussian) * per_example_value(eps, gaussian)
 
 
 l2 = ThreatModel(
@@ -263,7 +264,7 @@ def l1_sparse(sparsity: float = 0.05) -> ThreatModel:
         mask = _top_k_mask(jnp.abs(grad), k) & (grad != 0)
         step = jnp.sign(grad) * mask
         total = jnp.sum(jnp.abs(step).reshape(grad.shape[0], -1), -1)
-        return step / _per_example(jnp.maximum(total, 1.0), grad)
+        return step / per_example_value(jnp.maximum(total, 1.0), grad)
 
     def random_init(key, shape, eps):
         direction_key, radius_key = jax.random.split(key)
@@ -271,9 +272,9 @@ def l1_sparse(sparsity: float = 0.05) -> ThreatModel:
         dims = 1
         for size in shape[1:]:
             dims *= size
-        unit = laplace / _per_example(jnp.maximum(_flat_norm(laplace, 1), _TINY), laplace)
+        unit = laplace / per_example_value(jnp.maximum(_flat_norm(laplace, 1), _TINY), laplace)
         radius = jax.random.uniform(radius_key, (shape[0],)) ** (1.0 / dims)
-        return unit * _per_example(radius, unit) * _per_example(eps, unit)
+        return unit * per_example_value(radius, unit) * per_example_value(eps, unit)
 
     return ThreatModel(
         name="l1",

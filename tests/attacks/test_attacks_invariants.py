@@ -173,6 +173,25 @@ def test_over_epsilons_matches_separate_runs():
     np.testing.assert_allclose(np.asarray(swept[0]), np.asarray(x), atol=0)
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("use_jit", [False, True])
+def test_per_example_budgets_match_separate_runs(norm, use_jit):
+    """A ``[B]`` eps (and step) attacks each example with its own budget."""
+    logits_fn = _linear_model()
+    x = jax.random.uniform(jax.random.key(5), (3, 12))
+    y = jnp.array([0, 1, 2])
+    epsilons = jnp.array([0.0, 0.05, 0.2])
+    attack = _maybe_jit(advjax.pgd(epsilons, steps=5, step_size=epsilons / 4, norm=norm), use_jit)
+    together = attack(logits_fn, x, y, key=jax.random.key(1))
+    sizes = advjax.attacks.get_threat_model(norm).norm(together - x)
+    assert bool(jnp.all(sizes <= epsilons * (1 + TOL) + 1e-7))
+    for i, eps in enumerate(np.asarray(epsilons)):
+        alone = advjax.pgd(float(eps), steps=5, step_size=float(eps) / 4, norm=norm)(
+            logits_fn, x, y, key=jax.random.key(1)
+        )
+        np.testing.assert_allclose(np.asarray(together[i]), np.asarray(alone[i]), atol=1e-5)
+
+
 def test_attack_is_differentiable_free_and_returns_stopped_gradients():
     logits_fn = _linear_model()
     x = jax.random.uniform(jax.random.key(5), (2, 12))
