@@ -12,6 +12,11 @@ transpose (hoisted out of the loop, as the kernel is loop-invariant) keeps
 the transposed convolution canonical. This module does that, as a drop-in
 convolution (for Flax's ``nn.Conv(conv_general_dilated=...)``) and as a
 function transform that rewrites every convolution of a traced function.
+The rewrite is a ``jax.custom_jvp``, so forward mode (``jax.jvp``,
+``jacfwd``, ``linearize``) and reverse mode both work, and interpreters that
+inline ``custom_jvp_call`` (``advjax.certify``) see the plain convolution.
+``advjax.models.eval_logits_fn`` and ``advjax.train.eval_logits`` apply
+:func:`fast_conv_grads` by default on CPU (:func:`default_fast_conv_grads`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 try:
     from jax.extend import core as _core
@@ -34,6 +40,7 @@ except (ImportError, AttributeError):  # pragma: no cover - old JAX fallback
     _Literal = _core.Literal
 
 _INLINED_CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr"}
+_MARK = "_advjax_fast_conv_grads"
 
 
 def _freeze(params: dict) -> tuple:
@@ -42,46 +49,53 @@ def _freeze(params: dict) -> tuple:
 
 @functools.cache
 def _conv_with_canonical_input_grad(frozen: tuple) -> Callable:
-    """A ``custom_vjp`` convolution for one set of ``conv_general_dilated_p`` parameters."""
+    """A ``custom_jvp`` convolution for one set of ``conv_general_dilated_p`` parameters.
+
+    The tangent with respect to the input is written as the same convolution
+    applied to an explicitly transposed kernel (its feature axes swapped in
+    memory, labelled ``oi``); JAX's transpose rule swaps the labels back, so the
+    input gradient that reverse mode derives from it is canonical. Forward mode
+    (``jax.jvp``, ``jacfwd``, ``linearize``) uses the same rule directly.
+    """
     params = dict(frozen)
     numbers = params["dimension_numbers"]
     out_axis, in_axis = numbers.rhs_spec[0], numbers.rhs_spec[1]
     swapped_numbers = numbers._replace(rhs_spec=(in_axis, out_axis, *numbers.rhs_spec[2:]))
     swapped = {**params, "dimension_numbers": swapped_numbers}
+    perm = list(range(len(numbers.rhs_spec)))
+    perm[out_axis], perm[in_axis] = in_axis, out_axis
 
     def conv(lhs, rhs):
         return lax.conv_general_dilated_p.bind(lhs, rhs, **params)
 
-    def swapped_conv(lhs, rhs_swapped):  # the same convolution, kernel O/I swapped in memory
-        return lax.conv_general_dilated_p.bind(lhs, rhs_swapped, **swapped)
-
-    @jax.custom_vjp
-    def canonical(lhs, rhs):
+    @jax.custom_jvp
+    def canonical_conv(lhs, rhs):
         return conv(lhs, rhs)
 
-    def forward(lhs, rhs):
-        return conv(lhs, rhs), (lhs, rhs)
+    def tangent_rule(primals, tangents):
+        lhs, rhs = primals
+        lhs_dot, rhs_dot = tangents
+        out = conv(lhs, rhs)
+        terms = []
+        if not isinstance(lhs_dot, SymbolicZero):
+            # The same convolution, kernel O/I swapped in memory: canonical once transposed.
+            rhs_swapped = jnp.transpose(rhs, perm)
+            terms.append(lax.conv_general_dilated_p.bind(lhs_dot, rhs_swapped, **swapped))
+        if not isinstance(rhs_dot, SymbolicZero):
+            terms.append(conv(lhs, rhs_dot))
+        tangent = functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(out)
+        return out, tangent
 
-    def backward(residuals, cotangent):
-        lhs, rhs = residuals
-        perm = list(range(rhs.ndim))
-        perm[out_axis], perm[in_axis] = in_axis, out_axis
-        rhs_swapped = jnp.transpose(rhs, perm)
-        # JAX's transpose rule swaps the kernel labels back: canonical for rhs_swapped.
-        lhs_grad = jax.vjp(lambda x: swapped_conv(x, rhs_swapped), lhs)[1](cotangent)[0]
-        rhs_grad = jax.vjp(lambda r: conv(lhs, r), rhs)[1](cotangent)[0]
-        return lhs_grad, rhs_grad
-
-    canonical.defvjp(forward, backward)
-    return canonical
+    canonical_conv.defjvp(tangent_rule, symbolic_zeros=True)
+    return canonical_conv
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, *args, **kwargs) -> jax.Array:
     """``lax.conv_general_dilated`` with a CPU-friendly input gradient (same values).
 
     A drop-in for Flax: ``nn.Conv(..., conv_general_dilated=conv_general_dilated)``.
-    Reverse-mode only (it is a ``jax.custom_vjp``): ``jax.grad``, ``vjp``,
-    ``vmap`` and ``jit`` work, forward-mode ``jax.jvp`` does not.
+    It is a ``jax.custom_jvp``: ``jax.grad``, ``vjp``, ``jvp``, ``vmap`` and
+    ``jit`` all work.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -140,6 +154,18 @@ def _interpret(jaxpr, consts, *args):
     return [read(v) for v in jaxpr.outvars]
 
 
+def _has_conv(jaxpr) -> bool:
+    """Whether :func:`_interpret` would rewrite a convolution of ``jaxpr``."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive is lax.conv_general_dilated_p:
+            return True
+        if eqn.primitive.name in _INLINED_CALLS:
+            inner = eqn.params[_INLINED_CALLS[eqn.primitive.name]]
+            if _has_conv(getattr(inner, "jaxpr", inner)):
+                return True
+    return False
+
+
 def fast_conv_grads(fn: Callable) -> Callable:
     """Rewrites every convolution in ``fn`` to use :func:`conv_general_dilated`.
 
@@ -149,31 +175,65 @@ def fast_conv_grads(fn: Callable) -> Callable:
     (under ``jax.jit``: once per compilation); its closed-over parameters
     are kept. Convolutions inside ``jit``-ed sub-functions are rewritten too;
     those inside other higher-order primitives (``custom_jvp`` rules,
-    ``scan`` bodies) are left alone.
+    ``scan`` bodies) are left alone. Where nothing is rewritten (no
+    convolution, or the arguments are concrete arrays rather than tracers, so
+    nothing differentiates with respect to them) ``fn`` itself is called.
+    Wrapping twice is the same as wrapping once.
 
     Args:
       fn: ``x -> logits`` (any function of arrays returning a pytree of arrays).
 
     Returns:
-      The rewritten function; reverse-mode differentiable, not forward-mode.
+      The rewritten function (differentiable in forward and reverse mode).
 
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from advjax import models, parallel
       >>> model = models.get_model("fast_mnist")
-      >>> logits_fn = models.eval_logits_fn(
-      ...     model, models.init_model(model, jax.random.key(0), (28, 28, 1)))
+      >>> logits_fn = models.eval_logits_fn(  # unwrapped (the default wraps on CPU)
+      ...     model, models.init_model(model, jax.random.key(0), (28, 28, 1)),
+      ...     fast_conv_grads=False)
       >>> fast = parallel.fast_conv_grads(logits_fn)
       >>> grad = lambda f: jax.jit(jax.grad(lambda x: f(x).sum()))
       >>> x = jnp.full((2, 28, 28, 1), 0.5)
       >>> bool(jnp.allclose(grad(fast)(x), grad(logits_fn)(x), atol=1e-6))
       True
     """
+    if getattr(fn, _MARK, False):
+        return fn
 
     def rewritten(*args):
-        closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
         flat_args = jax.tree.leaves(args)
+        if not any(isinstance(leaf, jax.core.Tracer) for leaf in flat_args):
+            return fn(*args)  # evaluated, not traced: no derivative to speed up
+        closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+        if not _has_conv(closed.jaxpr):
+            return fn(*args)
         outs = _interpret(closed.jaxpr, closed.consts, *flat_args)
         return jax.tree.unflatten(jax.tree.structure(shapes), outs)
 
-    return functools.wraps(fn)(rewritten)
+    wrapped = functools.wraps(fn)(rewritten)
+    setattr(wrapped, _MARK, True)
+    return wrapped
+
+
+def default_fast_conv_grads(fn: Callable, enabled: bool | None = None) -> Callable:
+    """:func:`fast_conv_grads` where it helps: ``enabled=None`` means on the CPU backend.
+
+    The library's own logits functions (``advjax.models.eval_logits_fn``,
+    ``advjax.train.eval_logits`` and the run loader) go through this, so
+    attacks on CPU get the fast input gradient without asking; pass
+    ``fast_conv_grads=False`` to them to opt out.
+
+    Example:
+      >>> import jax
+      >>> from advjax.parallel._conv import default_fast_conv_grads
+      >>> f = lambda x: 2 * x
+      >>> default_fast_conv_grads(f, enabled=False) is f
+      True
+      >>> default_fast_conv_grads(f) is f  # wrapped on CPU only
+      False
+    """
+    if enabled is None:
+        enabled = jax.default_backend() == "cpu"
+    return fast_conv_grads(fn) if enabled else fn

@@ -44,8 +44,12 @@ class TrainState(train_state.TrainState):
         return variables
 
 
-def eval_logits(state: TrainState, params=None):
+def eval_logits(state: TrainState, params=None, *, fast_conv_grads: bool | None = None):
     """The eval-mode logits function of ``state``: no statistics update, no dropout.
+
+    On CPU it is wrapped in ``advjax.parallel.fast_conv_grads`` (same values and
+    gradients, faster input gradients inside attack loops); ``fast_conv_grads``
+    set to ``False``/``True`` turns that off/on on any backend.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -57,8 +61,13 @@ def eval_logits(state: TrainState, params=None):
       >>> train.eval_logits(state)(jnp.zeros((3, 28, 28, 1))).shape
       (3, 10)
     """
+    # Imported here: advjax.parallel imports this module.
+    from advjax.parallel._conv import default_fast_conv_grads
+
     variables = state.variables(params)
-    return lambda x: state.apply_fn(variables, x, train=False)
+    return default_fast_conv_grads(
+        lambda x: state.apply_fn(variables, x, train=False), fast_conv_grads
+    )
 
 
 def train_logits(state: TrainState, params, x: jax.Array, key: jax.Array):

@@ -12,6 +12,8 @@ from jax import lax
 import advjax
 from advjax import parallel
 
+_MARK = "name=canonical_conv"  # the custom_jvp_call of a rewritten convolution
+
 CASES = {
     "same": dict(window_strides=(1, 1), padding="SAME"),
     "strided": dict(window_strides=(2, 2), padding=((1, 1), (1, 1))),
@@ -103,4 +105,74 @@ def test_fast_conv_grads_keeps_pytrees_and_nested_jit():
     assert set(got) == {"out", "sum"}
     np.testing.assert_allclose(np.asarray(got["out"]), np.asarray(fn(x)["out"]), atol=1e-6)
     jaxpr = str(jax.make_jaxpr(parallel.fast_conv_grads(fn))(x))
-    assert "custom_vjp_call" in jaxpr
+    assert _MARK in jaxpr
+    # Wrapping twice is wrapping once; concrete arguments call fn itself.
+    fast = parallel.fast_conv_grads(fn)
+    assert parallel.fast_conv_grads(fast) is fast
+
+
+def test_forward_mode_matches_lax():
+    model = _TinyCNN()
+    x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 2))
+    variables = model.init(jax.random.key(1), x)
+    plain = lambda x: model.apply(variables, x)  # noqa: E731
+    fast = parallel.fast_conv_grads(plain)
+    tangent = jax.random.normal(jax.random.key(2), x.shape)
+    for got, expected in (
+        (jax.jvp(fast, (x,), (tangent,)), jax.jvp(plain, (x,), (tangent,))),
+        (jax.jit(jax.jacfwd(fast))(x[:1]), jax.jacfwd(plain)(x[:1])),
+        (jax.linearize(fast, x)[1](tangent), jax.linearize(plain, x)[1](tangent)),
+        (jax.hessian(lambda x: fast(x).sum())(x[:1]), jax.hessian(lambda x: plain(x).sum())(x[:1])),
+    ):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    # Parameter gradients (training through the wrapped model) are unchanged too.
+    loss = lambda v, conv: jnp.sum(  # noqa: E731
+        jnp.sin(conv(lambda x: model.apply(v, x))(x))
+    )
+    got = jax.jit(jax.grad(lambda v: loss(v, parallel.fast_conv_grads)))(variables)
+    expected = jax.grad(lambda v: loss(v, lambda f: f))(variables)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_library_logits_functions_use_it_by_default_on_cpu():
+    from advjax import models, train
+
+    model = models.get_model("small_cnn")
+    variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
+    x = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+    default = models.eval_logits_fn(model, variables)
+    plain = models.eval_logits_fn(model, variables, fast_conv_grads=False)
+    assert _MARK not in str(jax.make_jaxpr(plain)(x))
+    assert (_MARK in str(jax.make_jaxpr(default)(x))) == (jax.default_backend() == "cpu")
+    forced = models.eval_logits_fn(model, variables, fast_conv_grads=True)
+    np.testing.assert_array_equal(np.asarray(forced(x)), np.asarray(plain(x)))
+    state = train.TrainState.create(
+        apply_fn=model.apply, params=variables["params"], tx=__import__("optax").sgd(0.1)
+    )
+    assert _MARK in str(jax.make_jaxpr(train.eval_logits(state, fast_conv_grads=True))(x))
+    assert _MARK not in str(jax.make_jaxpr(train.eval_logits(state, fast_conv_grads=False))(x))
+    # No convolution: the function is called as it is.
+    mlp = models.get_model("mlp")
+    mlp_vars = models.init_model(mlp, jax.random.key(0), (28, 28, 1))
+    jaxprs = [
+        str(jax.make_jaxpr(models.eval_logits_fn(mlp, mlp_vars, fast_conv_grads=flag))(x))
+        for flag in (True, False)
+    ]
+    assert jaxprs[0] == jaxprs[1]
+
+
+def test_certify_bounds_are_unchanged():
+    from advjax import certify
+
+    model = _TinyCNN()
+    x = jax.random.uniform(jax.random.key(0), (1, 8, 8, 2))
+    variables = model.init(jax.random.key(1), x)
+    plain = lambda x: model.apply(variables, x)  # noqa: E731
+    fast = parallel.fast_conv_grads(plain)
+    lower, upper = x - 0.05, x + 0.05
+    for bounds in (certify.interval_bounds, certify.crown_ibp_bounds, certify.crown_bounds):
+        got, expected = bounds(fast)(lower, upper), bounds(plain)(lower, upper)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
