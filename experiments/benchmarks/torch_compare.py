@@ -10,8 +10,10 @@ one process, interleaved, medians compared:
 * advjax: ``jax.jit(advjax.pgd(0.3, steps=40, step_size=0.01))``, with the
   weights closed over (constants, as when a fixed model is evaluated) and
   with ``keep_best=False`` (the plain loop the torch code runs);
-* the same with ``advjax.parallel.fast_conv_grads(logits_fn)``, whose
-  convolutions keep XLA:CPU's fast kernel for the input gradient in the loop;
+* the logits function is ``advjax.models.eval_logits_fn``'s default, which on
+  CPU applies ``advjax.parallel.fast_conv_grads`` (its convolutions keep
+  XLA:CPU's fast kernel for the input gradient in the loop); the opt-out
+  (``fast_conv_grads=False``) is timed too;
 * one input gradient in each framework (and JAX's inside a ``fori_loop``,
   as in an attack), and each Madry CNN convolution's
   forward pass and input gradient (``conv2d_input`` in torch, the transposed
@@ -24,7 +26,7 @@ with oneDNN for dots and convolutions (``--xla_cpu_use_onednn=true``,
 ``--xla_cpu_experimental_onednn_custom_call=true``).
 
     python experiments/benchmarks/torch_compare.py [--batch 128] [--steps 40] [--repeats 3] \
-        [--threads N] [--configs default legacy legacy_onednn]
+        [--threads N] [--configs default legacy legacy_onednn] [--no-pieces]
 
 Ratios are torch time / JAX time: above 1 means JAX is faster.
 """
@@ -118,13 +120,13 @@ def measure(args) -> None:
     import torch
 
     import advjax
-    from advjax import data, losses, models, parallel
+    from advjax import data, losses, models
 
     torch.set_num_threads(args.threads)
     model = models.get_model("madry_cnn")
     variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
-    logits_fn = models.eval_logits_fn(model, variables)
-    fast_logits_fn = parallel.fast_conv_grads(logits_fn)
+    logits_fn = models.eval_logits_fn(model, variables, fast_conv_grads=False)
+    default_logits_fn = models.eval_logits_fn(model, variables)  # fast_conv_grads on CPU
     test_set = data.load_embedded_mnist("test")
     x_np = np.asarray(data.to_device(test_set.images[: args.batch]))
     y_np = test_set.labels[: args.batch].astype(np.int64)
@@ -165,15 +167,12 @@ def measure(args) -> None:
         "torch loop": lambda: _torch_pgd(
             torch_model, x_t, y_t, steps=args.steps, generator=generator
         ),
-        "advjax pgd": lambda: pgd_best(logits_fn, x, y, key=key).block_until_ready(),
+        "advjax pgd": lambda: pgd_best(default_logits_fn, x, y, key=key).block_until_ready(),
         "advjax pgd keep_best=False": lambda: pgd_plain(
+            default_logits_fn, x, y, key=key
+        ).block_until_ready(),
+        "advjax pgd, fast_conv_grads=False": lambda: pgd_best(
             logits_fn, x, y, key=key
-        ).block_until_ready(),
-        "advjax pgd, fast_conv_grads": lambda: pgd_best(
-            fast_logits_fn, x, y, key=key
-        ).block_until_ready(),
-        "advjax pgd keep_best=False, fast_conv_grads": lambda: pgd_plain(
-            fast_logits_fn, x, y, key=key
         ).block_until_ready(),
     }
     try:
@@ -197,6 +196,8 @@ def measure(args) -> None:
             f"   torch loop / this = {base / value:.2f}"
         )
 
+    if args.no_pieces:
+        return
     # Where the time goes: one input gradient, then each convolution's pieces.
     jax_grad(x).block_until_ready()
     torch_grad()
@@ -253,6 +254,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--no-pieces", action="store_true", help="PGD timings only")
     parser.add_argument("--child", action="store_true", help="measure in this process only")
     args = parser.parse_args()
     if args.child:
