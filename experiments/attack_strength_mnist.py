@@ -134,6 +134,12 @@ def main() -> None:
     parser.add_argument("--l1-eps", type=float, default=20.0)
     parser.add_argument("--bisections", type=int, default=8)
     parser.add_argument("--cw-n", type=int, default=100, help="images for C&W")
+    parser.add_argument("--min-norm-n", type=int, default=None, help="images for min-norm")
+    parser.add_argument(
+        "--sections",
+        default="untargeted,targeted,min_norm,black_box",
+        help="comma-separated subset of untargeted,targeted,min_norm,black_box",
+    )
     parser.add_argument("--black-box-n", type=int, default=100, help="images for HSJ, one-pixel")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for attack_strength.json")
@@ -152,6 +158,11 @@ def main() -> None:
     results = {"n": args.n, "clean_acc": round(100 * float(correct.mean()), 2)}
 
     linf, l2, l1 = 0.3, args.l2_eps, args.l1_eps
+    sections = set(args.sections.split(","))
+    unknown = sections - {"untargeted", "targeted", "min_norm", "black_box"}
+    if unknown:
+        parser.error(f"unknown --sections {sorted(unknown)}")
+    results["untargeted"] = {}
     untargeted = {
         "FGSM linf": (A.fgsm(linf), "linf", linf),
         "BIM linf": (A.bim(linf), "linf", linf),
@@ -170,6 +181,8 @@ def main() -> None:
         "DeepFool l2": (A.deepfool(l2), "l2", l2),
         "APGD-CE l1": (A.apgd(l1, norm="l1"), "l1", l1),
     }
+    if "untargeted" not in sections:
+        untargeted = {}
     rows = {}
     for name, (attack, norm, eps) in untargeted.items():
         started = time.perf_counter()
@@ -184,11 +197,14 @@ def main() -> None:
 
     targeted = {
         "APGD linf -> runner-up": (A.apgd(linf, targeted=True), runner_up),
+        "APGD linf -> random": (A.apgd(linf, targeted=True), random_targets),
         "PGD-100 linf -> random": (A.pgd(linf, steps=100, targeted=True), random_targets),
         "C&W l2 -> random": (A.cw_l2(targeted=True), random_targets),
         "JSMA (L0, gamma 14.5%) -> runner-up": (A.jsma(), runner_up),
         "JSMA (L0, gamma 14.5%) -> random": (A.jsma(), random_targets),
     }
+    if "targeted" not in sections:
+        targeted = {}
     rows = {}
     for name, (attack, targets) in targeted.items():
         started = time.perf_counter()
@@ -200,6 +216,21 @@ def main() -> None:
         print(f"{name:34s}: target reached {100 * hit:6.2f}%  {seconds:6.1f} s", flush=True)
     results["targeted_success"] = rows
 
+    if "min_norm" in sections:
+        min_norm_section(args, logits_fn, x[: args.min_norm_n], y[: args.min_norm_n], key, results)
+    if "black_box" in sections:
+        black_box_section(args, logits_fn, x, y, key, results)
+    print(json.dumps(results, indent=1))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "attack_strength.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def min_norm_section(args, logits_fn, x, y, key, results) -> None:
+    """Median norms of the minimum-norm attacks beside PGD-50's bisected budgets."""
+    y_np = np.asarray(y)
+    correct = predictions(logits_fn, x) == y_np
+    l2 = args.l2_eps
     rounds = args.bisections
     pgd_linf = pgd_min_budget(logits_fn, x, y, "linf", 0.5, rounds, key)[correct]
     pgd_l2 = pgd_min_budget(logits_fn, x, y, "l2", 6.0, rounds, key)[correct]
@@ -213,7 +244,7 @@ def main() -> None:
     }
     rows = {}
     for name, (attack, norm, pgd_budgets) in min_norm.items():
-        m = args.cw_n if name.startswith("C&W") else args.n
+        m = args.cw_n if name.startswith("C&W") else len(y)
         x_adv = run_batched(attack, logits_fn, x[:m], y[:m], key, args.batch)
         fooled = predictions(logits_fn, x_adv) != y_np[:m]
         norms = np.asarray(A.get_threat_model(norm).norm(x_adv - x[:m]))
@@ -227,6 +258,11 @@ def main() -> None:
             print(f"C&W l2 eps {l2:g}: robust {100 * acc:.2f}% ({m} images)")
     results["min_norm"] = rows
 
+
+def black_box_section(args, logits_fn, x, y, key, results) -> None:
+    """Square, HopSkipJump, one-pixel (with query counts) and a universal perturbation."""
+    y_np = np.asarray(y)
+    linf, l2 = 0.3, args.l2_eps
     nb = args.black_box_n
     rows = {}
     black_box = {
@@ -253,10 +289,6 @@ def main() -> None:
     rows["universal linf (fit and measured on the same images)"] = round(100 * fooled.mean(), 2)
     print(f"universal perturbation linf 0.3: fooling rate {100 * fooled.mean():.2f}%")
     results["black_box"] = rows
-    print(json.dumps(results, indent=1))
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "attack_strength.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
