@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from advjax.attacks import fgsm
+import jax
+import jax.numpy as jnp
+
+from advjax._checks import check_inputs
+from advjax.attacks import Attack, fgsm
+from advjax.losses import ce
 from advjax.train._objectives import Objective, Schedule, pgd_at
 from advjax.train._trades import _check_positive
+
+
+def _fgsm_unclipped_start(eps, step_size) -> Attack:
+    """FGSM-RS as in ``locuslab/fast_adversarial``'s MNIST script (valid range ``[0, 1]``).
+
+    The uniform start is *not* clipped to the valid range: the gradient is taken
+    at ``x + delta`` (which may leave ``[0, 1]``), the step is added to that
+    ``delta``, which is then projected onto the ball and the valid range.
+    """
+
+    def attack(logits_fn, x, y, *, key):
+        check_inputs(x, y, 0.0, 1.0)
+        e = jnp.asarray(eps, x.dtype)
+        delta = jax.random.uniform(key, x.shape, x.dtype, -e, e)
+        grad = jax.grad(lambda d: jnp.sum(ce(logits_fn(x + d), y)))(delta)
+        delta = jnp.clip(delta + jnp.asarray(step_size, x.dtype) * jnp.sign(grad), -e, e)
+        return jax.lax.stop_gradient(jnp.clip(x + delta, 0.0, 1.0))
+
+    return attack
 
 
 def fgsm_rs(
@@ -13,6 +37,7 @@ def fgsm_rs(
     alpha: float = 0.375,
     max_epsilon: float | None = None,
     clean_weight: float = 0.0,
+    clip_start: bool = True,
 ) -> Objective:
     """FGSM-RS adversarial training: one FGSM step of size ``alpha`` from a uniform start.
 
@@ -37,6 +62,12 @@ def fgsm_rs(
       max_epsilon: the budget at which ``alpha`` applies (default: ``epsilon``
         when constant; required with a schedule).
       clean_weight: optional weight of the clean loss (Wong et al.: ``0``).
+      clip_start: clip the uniform start to the valid range ``[0, 1]`` before
+        taking the gradient, as their CIFAR-10 code does. ``False`` is their
+        MNIST code: the gradient is taken at the unclipped ``x + delta`` and
+        the step starts from the unclipped ``delta``. On MNIST this matters:
+        clipping makes most background pixels end exactly at ``+-eps`` (plain
+        FGSM there), which overfits catastrophically on small training sets.
 
     Returns:
       An objective for :func:`make_step`.
@@ -60,6 +91,8 @@ def fgsm_rs(
     ratio = alpha / max_epsilon
 
     def make_attack(eps):
+        if not clip_start:
+            return _fgsm_unclipped_start(eps, ratio * eps)
         return fgsm(eps, random_start=True, step_size=ratio * eps)
 
     return pgd_at(make_attack, epsilon, clean_weight=clean_weight)

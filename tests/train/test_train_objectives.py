@@ -61,6 +61,7 @@ OBJECTIVES = {
     "trades": lambda: train.trades(0.3, beta=6.0, steps=3, step_size=0.1),
     "mart": lambda: train.mart(0.3, beta=6.0, steps=3, step_size=0.1),
     "fgsm_rs": lambda: train.fgsm_rs(0.3, alpha=0.375),
+    "fgsm_rs_unclipped_start": lambda: train.fgsm_rs(0.3, alpha=0.375, clip_start=False),
     "grad_l2": lambda: train.input_gradient_penalty(1.0, norm="l2"),
     "grad_l1": lambda: train.input_gradient_penalty(1.0, norm="l1"),
     "distill_teacher": lambda: train.distillation(100.0),
