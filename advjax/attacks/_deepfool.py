@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select
-from advjax.attacks._minnorm import class_jacobian, within_budget
+from advjax.attacks._minnorm import class_jacobian, shrink_along_segment, within_budget
 from advjax.attacks._threat import get_threat_model
 from advjax.losses import as_labels
 
@@ -19,6 +19,7 @@ def deepfool(
     steps: int = 50,
     overshoot: float = 0.02,
     num_classes: int | None = None,
+    refine_steps: int = 0,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
@@ -32,7 +33,10 @@ def deepfool(
     with ``q`` the dual norm (2 for L2, 1 for Linf). The total perturbation is
     scaled by ``1 + overshoot``. Paper defaults: 50 steps, overshoot 0.02, all
     classes as candidates (``num_classes``: only the top ones by clean logits).
-    The loop is a ``lax.while_loop`` with a per-example done mask.
+    The loop is a ``lax.while_loop`` with a per-example done mask. DeepFool's
+    last linearised step usually crosses the boundary by more than needed;
+    ``refine_steps > 0`` (not in the paper) bisects back along the segment from
+    ``x`` to the result to the closest point still misclassified.
 
     Args:
       eps: ``None`` for the minimum-norm attack; a budget projects the result into
@@ -41,6 +45,7 @@ def deepfool(
       steps: maximum iterations.
       overshoot: the overshoot factor.
       num_classes: candidate classes (``None``: all).
+      refine_steps: bisection steps of the final line search (0: the paper's attack).
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
 
@@ -65,6 +70,7 @@ def deepfool(
         raise ValueError(f"deepfool supports norm 'l2' or 'linf', got {norm!r}.")
     if overshoot < 0:
         raise ValueError(f"overshoot must be >= 0, got {overshoot}.")
+    refine_steps = check_positive_int(refine_steps, "refine_steps", minimum=0)
 
     def attack(logits_fn, x, y, *, key):
         del key
@@ -112,6 +118,8 @@ def deepfool(
         done0 = jnp.argmax(clean_logits, -1) != labels
         _, r_total, _ = jax.lax.while_loop(cond, step, (0, jnp.zeros_like(x), done0))
         x_adv = jnp.clip(x + (1 + overshoot) * r_total, clip_min, clip_max)
+        if refine_steps:
+            x_adv = shrink_along_segment(logits_fn, x, x_adv, labels, refine_steps)
         x_adv = _select(done0, x, x_adv)
         del expand
         return jax.lax.stop_gradient(within_budget(threat, x, x_adv, eps, clip_min, clip_max))

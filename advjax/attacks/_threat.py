@@ -24,7 +24,6 @@ def per_example_value(value, like: jax.Array) -> jax.Array:
     return value.reshape(value.shape + (1,) * (like.ndim - value.ndim))
 
 
-
 def _flat_norm(delta: jax.Array, ord_) -> jax.Array:
     return jnp.linalg.norm(delta.reshape(delta.shape[0], -1), ord=ord_, axis=-1)
 
@@ -97,7 +96,11 @@ def _l2_init(key, shape, eps):
         dims *= size
     # Uniform in the ball: radius eps * u^(1/d) along a uniform direction.
     radius = jax.random.uniform(radius_key, (shape[0],)) ** (1.0 / dims)
-    return _l2_direction(gaussian) * per_example_value(radius, gaussian) * per_example_value(eps, gaussian)
+    return (
+        _l2_direction(gaussian)
+        * per_example_value(radius, gaussian)
+        * per_example_value(eps, gaussian)
+    )
 
 
 l2 = ThreatModel(
