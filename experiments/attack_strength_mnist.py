@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--bisections", type=int, default=8)
     parser.add_argument("--cw-n", type=int, default=100, help="images for C&W")
     parser.add_argument("--min-norm-n", type=int, default=None, help="images for min-norm")
+    parser.add_argument("--min-norm-attacks", nargs="*", default=None, help="a subset by name")
     parser.add_argument(
         "--sections",
         default="untargeted,targeted,min_norm,black_box",
@@ -241,7 +242,15 @@ def min_norm_section(args, logits_fn, x, y, key, results) -> None:
         "C&W l2": (A.cw_l2(), "l2", pgd_l2),
         "DeepFool l2": (A.deepfool(), "l2", pgd_l2),
         "DeepFool linf": (A.deepfool(norm="linf"), "linf", pgd_linf),
+        "DeepFool l2 + line search": (A.deepfool(refine_steps=10), "l2", pgd_l2),
+        "DeepFool linf + line search": (
+            A.deepfool(norm="linf", refine_steps=10),
+            "linf",
+            pgd_linf,
+        ),
     }
+    if args.min_norm_attacks:
+        min_norm = {k: v for k, v in min_norm.items() if k in args.min_norm_attacks}
     rows = {}
     for name, (attack, norm, pgd_budgets) in min_norm.items():
         m = args.cw_n if name.startswith("C&W") else len(y)
