@@ -242,12 +242,6 @@ def min_norm_section(args, logits_fn, x, y, key, results) -> None:
         "C&W l2": (A.cw_l2(), "l2", pgd_l2),
         "DeepFool l2": (A.deepfool(), "l2", pgd_l2),
         "DeepFool linf": (A.deepfool(norm="linf"), "linf", pgd_linf),
-        "DeepFool l2 + line search": (A.deepfool(refine_steps=10), "l2", pgd_l2),
-        "DeepFool linf + line search": (
-            A.deepfool(norm="linf", refine_steps=10),
-            "linf",
-            pgd_linf,
-        ),
     }
     if args.min_norm_attacks:
         min_norm = {k: v for k, v in min_norm.items() if k in args.min_norm_attacks}
