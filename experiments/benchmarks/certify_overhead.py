@@ -19,10 +19,16 @@ import time
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from advjax import models
+from advjax import models, train
 from advjax._xla_flags import use_fast_cpu_loops
-from advjax.certify import certified_margins, interval_bounds
+from advjax.certify import (
+    certified_margins,
+    crown_ibp_training,
+    ibp_training,
+    interval_bounds,
+)
 
 
 def _timed(fn, *args) -> float:
@@ -44,6 +50,11 @@ def main(argv=None) -> None:
         action="store_true",
         help="also time full CROWN (one backward pass per pre-activation neuron, run in "
         "chunks of rows: on ibp_medium about 40 s and 1.8 GB per example on a 2-core CPU)",
+    )
+    p.add_argument(
+        "--train-steps",
+        action="store_true",
+        help="also time one IBP and one CROWN-IBP training step (Adam, batch --batch)",
     )
     args = p.parse_args(argv)
     use_fast_cpu_loops()
@@ -85,6 +96,38 @@ def main(argv=None) -> None:
     if args.crown:
         ratio = med["crown-margins"] / med["forward-crown-batch"]
         print(f"CROWN margins / forward (b={args.crown_batch}): {ratio:7.2f}")
+    if args.train_steps:
+        time_train_steps(model, variables, x, y, args)
+
+
+def time_train_steps(model, variables, x, y, args) -> None:
+    """One IBP and one CROWN-IBP (beta 0.5) training step, interleaved; prints the ratio."""
+    objectives = {
+        "ibp step": ibp_training(args.eps, kappa=0.5),
+        "crown-ibp step": crown_ibp_training(args.eps, kappa=0.5, beta=0.5),
+    }
+    runs = {}
+    for name, objective in objectives.items():
+        state = train.TrainState.create(
+            apply_fn=model.apply,
+            params=jax.tree.map(jnp.array, variables["params"]),  # steps donate their state
+            tx=optax.adam(1e-3),
+        )
+        step = train.make_step(objective)
+        state, _ = step(state, (x, y), jax.random.key(0))  # compile
+        runs[name] = [step, state, []]
+    for _ in range(args.repeats):
+        for run in runs.values():
+            step, state, spent = run
+            started = time.perf_counter()
+            state, _ = step(state, (x, y), jax.random.key(0))
+            jax.block_until_ready(state.params)
+            spent.append(time.perf_counter() - started)
+            run[1] = state
+    med = {name: statistics.median(run[2]) for name, run in runs.items()}
+    for name, seconds in med.items():
+        print(f"  {name:22s} median {1e3 * seconds:9.2f} ms")
+    print(f"CROWN-IBP step / IBP step:       {med['crown-ibp step'] / med['ibp step']:7.2f}")
 
 
 if __name__ == "__main__":
