@@ -5,7 +5,7 @@ Trains FastMNISTNet normally (3 epochs on the 5k shared training images, Adam
 test images reports, per attack:
 
 * untargeted attacks: robust accuracy at Linf eps 0.3, L2 eps ``--l2-eps``
-  (default 2, the usual MNIST L2 budget), L1 eps ``--l1-eps`` (default 20);
+  (default 3), L1 eps ``--l1-eps`` (default 20);
 * targeted attacks (runner-up class, or a random class): the share of points
   classified as their target;
 * minimum-norm attacks (FAB, DDN, C&W, DeepFool): the median norm of their
@@ -38,11 +38,11 @@ use_fast_cpu_loops()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
+from defenses_mnist import train_undefended  # noqa: E402
 
 import advjax  # noqa: E402
 from advjax import attacks as A  # noqa: E402
-from advjax import data, models, train  # noqa: E402
+from advjax import data, models  # noqa: E402
 from advjax.runs import load_run  # noqa: E402
 
 DATA_DIR = Path("/work/shared/data")
@@ -50,25 +50,8 @@ DATA_DIR = Path("/work/shared/data")
 
 def undefended_model(epochs: int, seed: int):
     """A logits function of FastMNISTNet trained normally on the 5k shared images."""
-    root = DATA_DIR / "mnist"
-    train_set = data.load_idx_pair(
-        root / "train-5k-images-idx3-ubyte.gz", root / "train-5k-labels-idx1-ubyte.gz"
-    )
-    model = models.get_model("fast_mnist")
-    variables = models.init_model(model, jax.random.key(seed), train_set.image_shape)
-    state = train.TrainState.create(
-        apply_fn=model.apply, params=variables["params"], tx=optax.adam(1e-3)
-    )
-    result = train.fit(
-        state,
-        train_set,
-        train.make_step(train.standard()),
-        epochs=epochs,
-        batch_size=50,
-        key=jax.random.key(seed + 1),
-        progress=False,
-    )
-    return models.eval_logits_fn(model, result.state.variables())
+    model, variables = train_undefended(epochs, seed)
+    return models.eval_logits_fn(model, variables)
 
 
 def run_batched(attack, logits_fn, x, y, key, batch: int):
