@@ -87,8 +87,8 @@ class DefenseResult:
     def markdown_header() -> str:
         return (
             "| model | defense | clean acc | FPR | naive robust acc | adaptive robust acc "
-            "| broken only by Square | time overhead | EOT |\n"
-            "|---|---|---|---|---|---|---|---|---|"
+            "| robust acc (both) | broken only by Square | time overhead | EOT |\n"
+            "|---|---|---|---|---|---|---|---|---|---|"
         )
 
     def markdown_row(self) -> str:
@@ -101,7 +101,8 @@ class DefenseResult:
         return (
             f"| {self.model} | {self.name} | {100 * self.clean_accuracy:.1f}% "
             f"| {100 * self.false_positive_rate:.1f}% | {100 * self.naive_robust_accuracy:.1f}% "
-            f"| {100 * self.adaptive_robust_accuracy:.1f}% | {square_text} "
+            f"| {100 * self.adaptive_robust_accuracy:.1f}% "
+            f"| {100 * self.robust_accuracy:.1f}% | {square_text} "
             f"| {self.overhead:.1f}x | {eot_text} |"
         )
 
