@@ -10,8 +10,9 @@ convention). Once beta reaches 1 the CROWN pass is skipped. Evaluates like
 
     python experiments/crown_ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 --epochs 50
 
-Note: on CPU a CROWN-IBP step on ibp_small costs ~15-25x an IBP step (see the
-issue report), so the ramp dominates the training time.
+Note: on CPU a CROWN-IBP step on ibp_small costs about 7x an IBP step
+(``experiments/benchmarks/certify_overhead.py --model ibp_small --train-steps``), so
+the ramp dominates the training time.
 """
 
 from __future__ import annotations
