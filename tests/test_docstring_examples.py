@@ -19,6 +19,14 @@ MODULES = [
     "advjax.train._state",
     "advjax.train._step",
     "advjax.train._fit",
+    "advjax.parallel",
+    "advjax.parallel._attack",
+    "advjax.parallel._batch",
+    "advjax.parallel._conv",
+    "advjax.parallel._distributed",
+    "advjax.parallel._mesh",
+    "advjax.parallel._precision",
+    "advjax.parallel._train",
 ]
 
 
@@ -35,3 +43,11 @@ def test_public_names_are_documented(package):
         obj = getattr(module, name)
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__, f"{package}.{name} has no docstring"
+
+
+def test_parallel_public_functions_have_a_runnable_example():
+    module = importlib.import_module("advjax.parallel")
+    for name in module.__all__:
+        obj = getattr(module, name)
+        assert inspect.isfunction(obj), name
+        assert obj.__doc__ and "Example:" in obj.__doc__, f"advjax.parallel.{name}"

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax import lax
 
@@ -38,8 +39,7 @@ def test_values_and_both_gradients_match_lax(case, layout):
 
     expected = jax.value_and_grad(loss(lax.conv_general_dilated), argnums=(0, 1))(x, w)
     got = jax.jit(jax.value_and_grad(loss(parallel.conv_general_dilated), argnums=(0, 1)))(x, w)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    _assert_trees_close(got, expected)
 
 
 class _TinyCNN(nn.Module):
@@ -111,6 +111,11 @@ def test_fast_conv_grads_keeps_pytrees_and_nested_jit():
     assert parallel.fast_conv_grads(fast) is fast
 
 
+def _assert_trees_close(got, expected):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
 def test_forward_mode_matches_lax():
     model = _TinyCNN()
     x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 2))
@@ -124,16 +129,14 @@ def test_forward_mode_matches_lax():
         (jax.linearize(fast, x)[1](tangent), jax.linearize(plain, x)[1](tangent)),
         (jax.hessian(lambda x: fast(x).sum())(x[:1]), jax.hessian(lambda x: plain(x).sum())(x[:1])),
     ):
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+        _assert_trees_close(got, expected)
     # Parameter gradients (training through the wrapped model) are unchanged too.
     loss = lambda v, conv: jnp.sum(  # noqa: E731
         jnp.sin(conv(lambda x: model.apply(v, x))(x))
     )
     got = jax.jit(jax.grad(lambda v: loss(v, parallel.fast_conv_grads)))(variables)
     expected = jax.grad(lambda v: loss(v, lambda f: f))(variables)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    _assert_trees_close(got, expected)
 
 
 def test_library_logits_functions_use_it_by_default_on_cpu():
@@ -149,7 +152,7 @@ def test_library_logits_functions_use_it_by_default_on_cpu():
     forced = models.eval_logits_fn(model, variables, fast_conv_grads=True)
     np.testing.assert_array_equal(np.asarray(forced(x)), np.asarray(plain(x)))
     state = train.TrainState.create(
-        apply_fn=model.apply, params=variables["params"], tx=__import__("optax").sgd(0.1)
+        apply_fn=model.apply, params=variables["params"], tx=optax.sgd(0.1)
     )
     assert _MARK in str(jax.make_jaxpr(train.eval_logits(state, fast_conv_grads=True))(x))
     assert _MARK not in str(jax.make_jaxpr(train.eval_logits(state, fast_conv_grads=False))(x))
