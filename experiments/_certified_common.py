@@ -9,11 +9,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+from _shared_data import SHARED_DATA
 
 from advjax import data, models, train
 from advjax.certify import certified_markdown, certified_report
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 
 
 def load_data(data_dir: Path = DATA):

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _shared_data import SHARED_DATA
+
 from advjax._xla_flags import use_fast_cpu_loops
 
 use_fast_cpu_loops()
@@ -25,7 +27,7 @@ import optax  # noqa: E402
 import advjax  # noqa: E402
 from advjax import data, eval, models, train  # noqa: E402
 
-DATA_DIR = Path("/work/shared/data")
+DATA_DIR = SHARED_DATA
 EPS = 0.3
 
 

@@ -38,6 +38,7 @@ use_fast_cpu_loops()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _shared_data import SHARED_DATA  # noqa: E402
 from defenses_mnist import train_undefended  # noqa: E402
 
 import advjax  # noqa: E402
@@ -45,7 +46,7 @@ from advjax import attacks as A  # noqa: E402
 from advjax import data, models  # noqa: E402
 from advjax.runs import load_run  # noqa: E402
 
-DATA_DIR = Path("/work/shared/data")
+DATA_DIR = SHARED_DATA
 
 
 def undefended_model(epochs: int, seed: int):

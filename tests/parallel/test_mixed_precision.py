@@ -3,7 +3,7 @@
 Slow (three PGD-20 evaluations of 1,000 MNIST test images, ~2.5 min on a 2-core
 CPU) and needs the quick-start run in ``$ADVJAX_QUICKSTART_RUN`` (default
 ``/tmp/qsfinal``, made by ``advjax quickstart --out /tmp/qsfinal``) and the full
-MNIST test set in ``$ADVJAX_DATA`` (default ``/work/shared/data``); skipped
+MNIST test set in ``$ADVJAX_DATA`` (default ``../shared/data`` beside the checkout); skipped
 otherwise. Run with ``pytest -m slow tests/parallel/test_mixed_precision.py -s``.
 """
 
@@ -20,7 +20,9 @@ import advjax
 from advjax import data, parallel
 
 RUN_DIR = Path(os.environ.get("ADVJAX_QUICKSTART_RUN", "/tmp/qsfinal"))
-DATA_DIR = Path(os.environ.get("ADVJAX_DATA", "/work/shared/data"))
+DATA_DIR = Path(
+    os.environ.get("ADVJAX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 EPSILONS = [0.1, 0.2, 0.3]
 EXAMPLES = 1000
 
