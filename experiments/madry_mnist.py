@@ -25,6 +25,7 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=40)
     p.add_argument("--train-step-size", type=float, default=0.01)
     p.add_argument("--ramp", type=float, default=0.3, help="eps ramp, fraction of training")
+    common.add_awp_flags(p)
     args = p.parse_args()
     train_set, x_test, y_test = common.load_data(args)
     total = args.epochs * common.steps_per_epoch(args, train_set)
@@ -37,14 +38,16 @@ def main() -> None:
         return advjax.pgd(eps, steps=args.train_steps, step_size=ratio * eps, keep_best=False)
 
     epsilon = train.epsilon_ramp(common.EPS, int(args.ramp * total))
-    step = train.make_step(train.pgd_at(make_attack, epsilon))
+    objective = common.with_awp(args, train.pgd_at(make_attack, epsilon), train_set)
+    step = train.make_step(objective)
     result = common.run_fit(args, state, train_set, step, eval_fn=common.monitor(train_set))
     common.final_eval(
         args,
         train.eval_logits(result.state),
         x_test,
         y_test,
-        name=f"madry_mnist ({args.model}, PGD-{args.train_steps} step {args.train_step_size})",
+        name=f"madry_mnist ({args.model}, PGD-{args.train_steps} step {args.train_step_size}"
+        f"{common.awp_suffix(args)})",
         paper=PAPER,
         train_seconds=result.train_seconds,
     )

@@ -1,5 +1,6 @@
 """Robust training: objectives over a Flax ``TrainState``, one compiled step, ``fit``."""
 
+from advjax.train._awp import awp, weight_perturbation
 from advjax.train._callbacks import EarlyStopping, robust_eval_fn
 from advjax.train._checkpoint import (
     CheckpointError,
@@ -14,7 +15,14 @@ from advjax.train._fast import fgsm_rs
 from advjax.train._fit import FitResult, fit
 from advjax.train._free import free_at, free_at_carry
 from advjax.train._mart import mart
-from advjax.train._objectives import Objective, accuracy, as_schedule, pgd_at, standard
+from advjax.train._objectives import (
+    AdversarialObjective,
+    Objective,
+    accuracy,
+    as_schedule,
+    pgd_at,
+    standard,
+)
 from advjax.train._precision import mixed_precision
 from advjax.train._regularizers import input_gradient_penalty
 from advjax.train._schedules import (
@@ -31,6 +39,7 @@ from advjax.train._step import make_step
 from advjax.train._trades import gaussian_start_linf, trades
 
 __all__ = [
+    "AdversarialObjective",
     "CheckpointError",
     "EarlyStopping",
     "FitResult",
@@ -38,6 +47,7 @@ __all__ = [
     "TrainState",
     "accuracy",
     "as_schedule",
+    "awp",
     "cosine_lr",
     "curriculum",
     "cyclic_lr",
@@ -66,4 +76,5 @@ __all__ = [
     "train_logits",
     "trades",
     "triangular_lr",
+    "weight_perturbation",
 ]

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from advjax.attacks import Attack
 from advjax.losses import ce, kl
-from advjax.train._objectives import Objective, Schedule, accuracy
+from advjax.train._objectives import AdversarialObjective, Objective, Schedule, accuracy
 from advjax.train._state import TrainState, eval_logits, train_logits
 from advjax.train._trades import inner_maximisation
 
@@ -63,11 +63,13 @@ def mart(
         make_attack=make_attack,
     )
 
-    def objective(params, state: TrainState, batch, key):
+    def attack(state: TrainState, batch, key):
         x, y = batch
-        attack_key, dropout_key = jax.random.split(key)
+        return build_attack(epsilon_at(state.step))(eval_logits(state), x, y, key=key)
+
+    def loss_at(params, state: TrainState, batch, x_adv, dropout_key):
+        x, y = batch
         eps = epsilon_at(state.step)
-        x_adv = build_attack(eps)(eval_logits(state, params), x, y, key=attack_key)
         both, batch_stats = train_logits(state, params, jnp.concatenate([x, x_adv]), dropout_key)
         clean_logits, adv_logits = jnp.split(both, 2)
         clean_logits = clean_logits.astype(jnp.float32)
@@ -91,4 +93,4 @@ def mart(
         }
         return loss, (metrics, batch_stats)
 
-    return objective
+    return AdversarialObjective(attack, loss_at)

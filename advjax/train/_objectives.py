@@ -1,13 +1,17 @@
 """Training objectives: ``(params, state, batch, key) -> (loss, (metrics, batch_stats))``.
 
 Every objective plugs into the one generic step of :mod:`advjax.train._step`.
-Attacks inside an objective always run on the eval-mode model
-(:func:`eval_logits`); the loss is computed in train mode on the batch that is
-trained on, which is where BatchNorm statistics are updated.
+Attacks inside an objective always run on the eval-mode model with the state's
+own weights (``eval_logits(state)``, not the differentiated ``params``), so a
+wrapper that evaluates the loss at other weights (:func:`advjax.train.awp`)
+keeps the adversarial examples of the model being trained; the loss is
+computed in train mode on the batch that is trained on, which is where
+BatchNorm statistics are updated.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -20,6 +24,30 @@ from advjax.train._state import TrainState, eval_logits, train_logits
 
 Objective = Callable[..., tuple]
 Schedule = float | Callable[[jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialObjective:
+    """An objective in two parts: adversarial inputs from the state's weights, then the loss.
+
+    Calling it is the objective ``(params, state, batch, key) -> (loss, aux)``:
+    the key is split into the attack's key and the loss's (dropout) key, the
+    attack runs on ``eval_logits(state)``, and only ``loss`` depends on
+    ``params``. Wrappers that need the loss at other weights for the same
+    adversarial inputs (:func:`advjax.train.awp`) call the parts themselves.
+
+    Attributes:
+      inputs: ``(state, batch, key) -> adversarial`` (a pytree, e.g. ``x_adv``).
+      loss: ``(params, state, batch, adversarial, key) -> (loss, aux)``.
+    """
+
+    inputs: Callable
+    loss: Callable
+
+    def __call__(self, params, state: TrainState, batch, key):
+        attack_key, loss_key = jax.random.split(key)
+        adversarial = self.inputs(state, batch, attack_key)
+        return self.loss(params, state, batch, adversarial, loss_key)
 
 
 def as_schedule(value: Schedule) -> Callable[[jax.Array], jax.Array]:
@@ -93,11 +121,13 @@ def pgd_at(
         )
     epsilon_at = as_schedule(epsilon)
 
-    def mixed(params, state: TrainState, batch, key):
+    def attack(state: TrainState, batch, key):
         x, y = batch
-        attack_key, dropout_key = jax.random.split(key)
+        return make_attack(epsilon_at(state.step))(eval_logits(state), x, y, key=key)
+
+    def adversarial_loss(params, state: TrainState, batch, x_adv, dropout_key):
+        x, y = batch
         eps = epsilon_at(state.step)
-        x_adv = make_attack(eps)(eval_logits(state, params), x, y, key=attack_key)
         if clean_weight > 0.0:
             both, batch_stats = train_logits(
                 state, params, jnp.concatenate([x, x_adv]), dropout_key
@@ -119,6 +149,7 @@ def pgd_at(
         }
         return loss, (metrics, batch_stats)
 
+    mixed = AdversarialObjective(attack, adversarial_loss)
     if not alternate:
         return mixed
 

@@ -10,7 +10,13 @@ import jax.numpy as jnp
 
 from advjax.attacks import Attack, linf, pgd
 from advjax.losses import ce, kl
-from advjax.train._objectives import Objective, Schedule, accuracy, as_schedule
+from advjax.train._objectives import (
+    AdversarialObjective,
+    Objective,
+    Schedule,
+    accuracy,
+    as_schedule,
+)
 from advjax.train._state import TrainState, eval_logits, train_logits
 
 
@@ -117,13 +123,15 @@ def trades(
         make_attack=make_attack,
     )
 
-    def objective(params, state: TrainState, batch, key):
-        x, y = batch
-        attack_key, dropout_key = jax.random.split(key)
-        eps = epsilon_at(state.step)
-        logits_fn = eval_logits(state, params)
+    def attack(state: TrainState, batch, key):
+        x, _ = batch
+        logits_fn = eval_logits(state)
         target = jax.lax.stop_gradient(jax.nn.softmax(logits_fn(x).astype(jnp.float32)))
-        x_adv = build_attack(eps)(logits_fn, x, target, key=attack_key)
+        return build_attack(epsilon_at(state.step))(logits_fn, x, target, key=key)
+
+    def loss_at(params, state: TrainState, batch, x_adv, dropout_key):
+        x, y = batch
+        eps = epsilon_at(state.step)
         both, batch_stats = train_logits(state, params, jnp.concatenate([x, x_adv]), dropout_key)
         clean_logits, adv_logits = jnp.split(both, 2)
         natural = jnp.mean(ce(clean_logits, y))
@@ -139,4 +147,4 @@ def trades(
         }
         return loss, (metrics, batch_stats)
 
-    return objective
+    return AdversarialObjective(attack, loss_at)
