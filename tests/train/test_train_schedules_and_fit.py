@@ -200,6 +200,7 @@ def test_mixed_precision_computes_in_bf16_with_fp32_params_and_loss():
         "advjax.train._regularizers",
         "advjax.train._distillation",
         "advjax.train._objectives",
+        "advjax.train._awp",
     ],
 )
 def test_train_docstring_examples_run(name):
