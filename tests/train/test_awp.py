@@ -53,7 +53,7 @@ def _tree_close(a, b, **kwargs):
         np.testing.assert_allclose(np.asarray(left), np.asarray(right), **kwargs)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
     gamma=st.floats(1e-4, 0.5),
