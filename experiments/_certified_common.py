@@ -13,6 +13,7 @@ from _shared_data import SHARED_DATA
 
 from advjax import data, models, train
 from advjax.certify import certified_markdown, certified_report
+from advjax.runs import save_run_model
 
 DATA = SHARED_DATA
 
@@ -81,7 +82,13 @@ def evaluate(model, variables, x_test, y_test, epsilons, args, methods):
     print(table, flush=True)
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+        save_run_model(
+            out,
+            variables,
+            model_name=args.model,
+            input_shape=tuple(x_test.shape[1:]),
+            extra={"recipe": "certified training", "eps": list(epsilons)},
+        )
         (out / "certified.json").write_text(json.dumps(report, indent=2))
         (out / "certified.md").write_text(table + "\n")
     if report["consistent"] is False:
@@ -99,4 +106,8 @@ def add_eval_flags(parser) -> None:
     parser.add_argument("--eval-batch", type=int, default=500)
     parser.add_argument("--n-test", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="directory for certified.json/.md")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="directory for certified.json/.md and the trained model (advjax.load_run)",
+    )

@@ -1,14 +1,15 @@
 """CROWN-IBP training on MNIST (Zhang et al., 2020), scaled to the shared 5k training set.
 
-Recipe: Adam (lr 5e-4 as in the CROWN-IBP MNIST configs, decayed 10x at 60% and
-80% of training), batch 100, ``--warmup`` clean epochs, then a ``--ramp``-epoch
-ramp of eps (0 to ``--train-eps``), of kappa (``--kappa-start`` to
-``--kappa-end``) and of the IBP weight beta (0 to 1: CROWN-IBP bounds at the
-start of the ramp, pure IBP at its end, the paper's "beta 1 -> 0" in its
-convention). Once beta reaches 1 the CROWN pass is skipped. Evaluates like
+Recipe: the schedule of ``ibp_mnist.py``, so the two compare directly: Adam
+(lr 1e-3, decayed 10x at 60% and 80% of training), batch 100, ``--warmup``
+clean epochs, then a ``--ramp``-epoch ramp of eps (0 to ``--train-eps``), of
+kappa (``--kappa-start`` to ``--kappa-end``) and of the IBP weight beta (0 to
+1: CROWN-IBP bounds at the start of the ramp, pure IBP at its end, the paper's
+"beta 1 -> 0" in its convention). Once beta reaches 1 the CROWN pass is skipped. Evaluates like
 ``ibp_mnist.py`` (IBP and CROWN-IBP verified accuracy, PGD check).
 
-    python experiments/crown_ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 --epochs 50
+    python experiments/crown_ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 \
+        --pgd-examples 500
 
 Note: on CPU a CROWN-IBP step on ibp_small costs about 7x an IBP step
 (``experiments/benchmarks/certify_overhead.py --model ibp_small --train-steps``), so
@@ -35,14 +36,14 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="ibp_small", choices=["ibp_small", "ibp_medium"])
     p.add_argument("--eps", type=float, default=0.3, help="test epsilon")
     p.add_argument("--train-eps", type=float, default=None, help="default: 1.1 x --eps")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--warmup", type=float, default=2)
-    p.add_argument("--ramp", type=float, default=20)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--warmup", type=float, default=4)
+    p.add_argument("--ramp", type=float, default=40)
     p.add_argument("--shape", default="linear", choices=["linear", "smooth"])
     p.add_argument("--kappa-start", type=float, default=1.0)
-    p.add_argument("--kappa-end", type=float, default=0.0)
+    p.add_argument("--kappa-end", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--methods", default="ibp,crown-ibp")
     add_eval_flags(p)
     args = p.parse_args(argv)

@@ -62,7 +62,9 @@ def certified_report(
 
     Returns:
         A JSON-serialisable dict with ``n``, ``clean_acc``, ``epsilons``,
-        ``certified`` (``{method: [acc per eps]}``), ``pgd`` (``{"n", "acc",
+        ``certified`` (``{method: [acc per eps]}``), ``certified_any`` (per eps,
+        the share certified by at least one method: each is sound, so their
+        union is too), ``pgd`` (``{"n", "acc",
         "clean_acc", "certified": {method: [acc on the attacked subset]}}`` or
         ``None``), ``violations`` (per eps), ``consistent`` and ``seconds``.
 
@@ -115,6 +117,9 @@ def certified_report(
         "clean_acc": float(correct.mean()),
         "epsilons": epsilons,
         "certified": {m: [float(c.mean()) for c in certified[m]] for m in methods},
+        "certified_any": [float(c.mean()) for c in np.any(np.stack(list(certified.values())), 0)]
+        if certified
+        else None,
         "pgd": None,
         "violations": None,
         "consistent": None,
@@ -173,12 +178,17 @@ def certified_markdown(report: dict) -> str:
     if pgd:
         head.append(f"PGD-{pgd['steps']}x{pgd['restarts']} (n={pgd['n']})")
     head += [f"certified ({m})" for m in methods]
+    union = report.get("certified_any") if len(methods) > 1 else None
+    if union:
+        head.append("certified (any)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for i, eps in enumerate(report["epsilons"]):
         row = [f"{eps:g}", f"{100 * report['clean_acc']:.2f}%"]
         if pgd:
             row.append(f"{100 * pgd['acc'][i]:.2f}%")
         row += [f"{100 * report['certified'][m][i]:.2f}%" for m in methods]
+        if union:
+            row.append(f"{100 * union[i]:.2f}%")
         lines.append("| " + " | ".join(row) + " |")
     if report.get("consistent") is not None:
         verdict = "holds" if report["consistent"] else "VIOLATED"
