@@ -1,7 +1,9 @@
 """advjax's jitted PGD-40 against PyTorch PGD-40 on the Madry CNN, side by side.
 
 Same architecture and the same weights (ported from the Flax model, so both
-compute the same logits), batch 128, the same number of CPU threads. Timed in
+compute the same logits), batch 128, the same CPU cores: the measuring process
+is pinned to ``--threads`` cores (``os.sched_setaffinity``) and torch uses
+that many intra-op threads. Timed in
 one process, interleaved, medians compared:
 
 * torch loop: a hand-written PyTorch PGD loop (random start, sign step,
@@ -123,6 +125,8 @@ def measure(args) -> None:
     from advjax import data, losses, models
 
     torch.set_num_threads(args.threads)
+    cores = sorted(os.sched_getaffinity(0))
+    print(f"pinned to cores {cores} (both frameworks)", flush=True)
     model = models.get_model("madry_cnn")
     variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
     logits_fn = models.eval_logits_fn(model, variables, fast_conv_grads=False)
@@ -258,6 +262,12 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help="measure in this process only")
     args = parser.parse_args()
     if args.child:
+        # XLA's CPU thread flags no longer bound its threads (jax 0.10 used both
+        # cores under them), so pin the process: both frameworks get these cores.
+        available = sorted(os.sched_getaffinity(0))
+        if args.threads > len(available):
+            raise SystemExit(f"--threads {args.threads}: only {len(available)} cores available.")
+        os.sched_setaffinity(0, available[: args.threads])
         measure(args)
         return
     for name in args.configs:
