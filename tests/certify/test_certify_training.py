@@ -154,8 +154,12 @@ def test_certify_training_reduces_loss_and_verified_le_pgd_le_clean(mnist_small)
     for m in ("ibp", "crown-ibp"):
         assert report["certified"][m][0] <= pgd_acc <= clean
     assert report["certified"]["ibp"][0] > 0.2  # training produced certificates
+    # the union of two sound certificates: at least either, at most both, still below PGD
+    union = report["certified_any"][0]
+    per_method = [report["certified"][m][0] for m in ("ibp", "crown-ibp")]
+    assert max(per_method) <= union <= min(sum(per_method), pgd_acc)
     table = certified_markdown(report)
-    assert "certified (crown-ibp)" in table and "holds" in table
+    assert "certified (crown-ibp)" in table and "certified (any)" in table and "holds" in table
 
 
 def test_certify_training_gaussian_noise_objective(mnist_small):
