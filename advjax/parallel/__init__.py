@@ -19,6 +19,7 @@ Example:
 from advjax.parallel._attack import pmap_attack, sharded_attack
 from advjax.parallel._batch import padded_size, shard_batch
 from advjax.parallel._conv import conv_general_dilated, fast_conv_grads
+from advjax.parallel._cpu import available_cores, use_cpu_devices
 from advjax.parallel._distributed import host_slice, initialize_distributed
 from advjax.parallel._mesh import (
     batch_divisor,
@@ -31,6 +32,7 @@ from advjax.parallel._precision import bf16_logits
 from advjax.parallel._train import shard_train_state, sharded_step, state_sharding
 
 __all__ = [
+    "available_cores",
     "batch_divisor",
     "batch_sharding",
     "bf16_logits",
@@ -48,4 +50,5 @@ __all__ = [
     "sharded_attack",
     "sharded_step",
     "state_sharding",
+    "use_cpu_devices",
 ]

@@ -16,6 +16,10 @@ one process, interleaved, medians compared:
   CPU applies ``advjax.parallel.fast_conv_grads`` (its convolutions keep
   XLA:CPU's fast kernel for the input gradient in the loop); the opt-out
   (``fast_conv_grads=False``) is timed too;
+* advjax with the batch sharded over one XLA CPU device per core
+  (``advjax.parallel.use_cpu_devices`` + ``sharded_attack``; with
+  ``--threads`` >= 2 and not ``--no-sharded``): XLA's intra-op threads scale
+  poorly to a second core on this model, per-device slices do not;
 * one input gradient in each framework (and JAX's inside a ``fori_loop``,
   as in an attack), and each Madry CNN convolution's
   forward pass and input gradient (``conv2d_input`` in torch, the transposed
@@ -28,7 +32,7 @@ with oneDNN for dots and convolutions (``--xla_cpu_use_onednn=true``,
 ``--xla_cpu_experimental_onednn_custom_call=true``).
 
     python experiments/benchmarks/torch_compare.py [--batch 128] [--steps 40] [--repeats 3] \
-        [--threads N] [--configs default legacy legacy_onednn] [--no-pieces]
+        [--threads N] [--configs default legacy legacy_onednn] [--no-pieces] [--no-sharded]
 
 Ratios are torch time / JAX time: above 1 means JAX is faster.
 """
@@ -122,7 +126,7 @@ def measure(args) -> None:
     import torch
 
     import advjax
-    from advjax import data, losses, models
+    from advjax import data, losses, models, parallel
 
     torch.set_num_threads(args.threads)
     cores = sorted(os.sched_getaffinity(0))
@@ -179,6 +183,21 @@ def measure(args) -> None:
             logits_fn, x, y, key=key
         ).block_until_ready(),
     }
+    if jax.device_count() > 1:
+        mesh = parallel.make_mesh()
+        pgd_sharded = parallel.sharded_attack(
+            advjax.pgd(EPS, steps=args.steps, step_size=STEP_SIZE), mesh
+        )
+        same = bool(
+            jnp.array_equal(
+                pgd_sharded(default_logits_fn, x, y, key=key),
+                pgd_best(default_logits_fn, x, y, key=key),
+            )
+        )
+        print(f"sharded over {jax.device_count()} CPU devices; same result as one: {same}")
+        runs[f"advjax pgd, {jax.device_count()} CPU devices"] = lambda: pgd_sharded(
+            default_logits_fn, x, y, key=key
+        ).block_until_ready()
     try:
         import torchattacks
 
@@ -259,6 +278,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--no-pieces", action="store_true", help="PGD timings only")
+    parser.add_argument(
+        "--no-sharded", action="store_true", help="skip the one-device-per-core advjax run"
+    )
     parser.add_argument("--child", action="store_true", help="measure in this process only")
     args = parser.parse_args()
     if args.child:
@@ -268,6 +290,12 @@ def main() -> None:
         if args.threads > len(available):
             raise SystemExit(f"--threads {args.threads}: only {len(available)} cores available.")
         os.sched_setaffinity(0, available[: args.threads])
+        if args.threads > 1 and not args.no_sharded:
+            import jax  # noqa: F401  (before any JAX operation)
+
+            from advjax import parallel
+
+            parallel.use_cpu_devices(args.threads)
         measure(args)
         return
     for name in args.configs:
@@ -279,6 +307,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--child", "--batch", str(args.batch)]
         command += ["--steps", str(args.steps), "--repeats", str(args.repeats)]
         command += ["--threads", str(args.threads)]
+        command += ["--no-pieces"] * args.no_pieces + ["--no-sharded"] * args.no_sharded
         subprocess.run(command, env=env, check=False)
 
 

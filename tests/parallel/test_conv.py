@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -179,3 +181,94 @@ def test_certify_bounds_are_unchanged():
         got, expected = bounds(fast)(lower, upper), bounds(plain)(lower, upper)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+_POOL_MARK = "name=tiled_max_pool"
+_SCATTER = re.compile(r" (select-and-)?scatter\(")  # the custom_jvp_call of a rewritten max pooling
+
+POOLS = {
+    "valid 2x2": dict(window_shape=(2, 2), strides=(2, 2), padding="VALID"),
+    "same 2x2, odd size (padded)": dict(window_shape=(2, 2), strides=(2, 2), padding="SAME"),
+    "3x3 stride 3": dict(window_shape=(3, 3), strides=(3, 3), padding="VALID"),
+    "1x3 stride 1x3": dict(window_shape=(1, 3), strides=(1, 3), padding="SAME"),
+}
+
+
+def _pool_inputs():
+    x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
+    # Post-ReLU, quantised: many windows hold several equal maxima (ties).
+    ties = jnp.round(jnp.maximum(x, 0.0) * 2) / 2
+    return {"random": x, "ties": ties}
+
+
+@pytest.mark.parametrize("jit", [True, False])
+@pytest.mark.parametrize("case", sorted(POOLS))
+def test_tiling_max_pool_is_rewritten_with_bit_equal_values_and_derivatives(case, jit):
+    def plain(x):
+        return nn.max_pool(x, **POOLS[case])
+
+    fast = parallel.fast_conv_grads(plain)
+    wrap = jax.jit if jit else (lambda f: f)
+    for name, x in _pool_inputs().items():
+        assert _POOL_MARK in str(jax.make_jaxpr(fast)(x))
+        weights = jax.random.normal(jax.random.key(1), plain(x).shape)
+        tangent = jax.random.normal(jax.random.key(2), x.shape)
+        grad = wrap(jax.grad(lambda x, w=weights: jnp.sum(fast(x) * w)))(x)
+        jvp = wrap(lambda t, x=x: jax.jvp(fast, (x,), (t,))[1])(tangent)
+        expected_grad = jax.grad(lambda x, w=weights: jnp.sum(plain(x) * w))(x)
+        np.testing.assert_array_equal(np.asarray(wrap(fast)(x)), np.asarray(plain(x)))
+        np.testing.assert_array_equal(np.asarray(grad), np.asarray(expected_grad), err_msg=name)
+        if name == "random":  # no ties: one maximum per window, every rule agrees
+            expected_jvp = jax.jvp(plain, (x,), (tangent,))[1]
+            np.testing.assert_array_equal(np.asarray(jvp), np.asarray(expected_jvp))
+        # At ties JAX's own forward rule picks another maximum than its reverse
+        # rule; the rewrite picks the first in both, so jvp and vjp are transposes.
+        np.testing.assert_allclose(
+            float(jnp.vdot(weights, jvp)), float(jnp.vdot(grad, tangent)), rtol=1e-5
+        )
+
+
+def test_overlapping_max_pool_is_left_alone():
+    def overlapping(x):
+        return nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+
+    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
+    traced = str(jax.make_jaxpr(parallel.fast_conv_grads(overlapping))(x))
+    assert _POOL_MARK not in traced and "reduce_window_max" in traced
+
+
+class _PoolCNN(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.max_pool(nn.relu(nn.Conv(4, (3, 3))(x)), (2, 2), strides=(2, 2), padding="SAME")
+        x = nn.max_pool(nn.relu(nn.Conv(6, (3, 3))(x)), (2, 2), strides=(2, 2))
+        return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+
+def test_attack_loop_has_no_pooling_scatter_and_equal_results():
+    model = _PoolCNN()
+    x = jax.random.uniform(jax.random.key(0), (4, 9, 9, 1))
+    y = jnp.array([0, 1, 2, 0])
+    variables = model.init(jax.random.key(1), x)
+    plain = lambda x: model.apply(variables, x)  # noqa: E731
+    fast = parallel.fast_conv_grads(plain)
+    attack = advjax.pgd(0.1, steps=3)
+    key = jax.random.key(2)
+
+    def compiled(fn):
+        return jax.jit(lambda x, y, k: attack(fn, x, y, key=k)).lower(x, y, key).compile()
+
+    # The pooling gradient: select-and-scatter, which XLA:CPU may lower to a scatter.
+    assert _SCATTER.search(compiled(plain).as_text())
+    assert not _SCATTER.search(compiled(fast).as_text())
+    np.testing.assert_array_equal(
+        np.asarray(compiled(fast)(x, y, key)), np.asarray(compiled(plain)(x, y, key))
+    )
+    from advjax import certify
+
+    lower, upper = x[:1] - 0.05, x[:1] + 0.05  # IBP bounds max pooling; CROWN has no rule
+    got, expected = (
+        certify.interval_bounds(fast)(lower, upper),
+        certify.interval_bounds(plain)(lower, upper),
+    )
+    _assert_trees_close(got, expected)
