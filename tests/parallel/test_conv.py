@@ -62,13 +62,16 @@ def _conv_kernel_labels(compiled_text: str) -> set[str]:
     }
 
 
-def test_attack_loops_keep_canonical_kernels_and_equal_results():
-    model = _TinyCNN()
-    x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 2))
-    y = jnp.array([0, 1, 2, 0])
+def _attack_setup(model, shape):
+    """A batch of 4, its labels, the model's variables, and its plain and rewritten logits."""
+    x = jax.random.uniform(jax.random.key(0), shape)
     variables = model.init(jax.random.key(1), x)
-    logits_fn = lambda x: model.apply(variables, x)  # noqa: E731
-    fast = parallel.fast_conv_grads(logits_fn)
+    plain = lambda x: model.apply(variables, x)  # noqa: E731
+    return x, jnp.array([0, 1, 2, 0]), variables, plain, parallel.fast_conv_grads(plain)
+
+
+def test_attack_loops_keep_canonical_kernels_and_equal_results():
+    x, y, variables, logits_fn, fast = _attack_setup(_TinyCNN(), (4, 8, 8, 2))
     drop_in = _TinyCNN(conv=parallel.conv_general_dilated)
     flax_fast = lambda x: drop_in.apply(variables, x)  # noqa: E731
     attack = advjax.pgd(0.1, steps=2)
@@ -246,12 +249,7 @@ class _PoolCNN(nn.Module):
 
 
 def test_attack_loop_has_no_pooling_scatter_and_equal_results():
-    model = _PoolCNN()
-    x = jax.random.uniform(jax.random.key(0), (4, 9, 9, 1))
-    y = jnp.array([0, 1, 2, 0])
-    variables = model.init(jax.random.key(1), x)
-    plain = lambda x: model.apply(variables, x)  # noqa: E731
-    fast = parallel.fast_conv_grads(plain)
+    x, y, _, plain, fast = _attack_setup(_PoolCNN(), (4, 9, 9, 1))
     attack = advjax.pgd(0.1, steps=3)
     key = jax.random.key(2)
 
