@@ -36,8 +36,14 @@ def lr_schedule(lr: float, total_steps: int) -> optax.Schedule:
     )
 
 
-def train_loop(model_name, objective, train_set, *, epochs, batch_size, lr, seed, log_every=1):
-    """Trains ``model_name`` with ``objective``; returns ``(model, variables, seconds)``."""
+def train_loop(
+    model_name, objective, train_set, *, epochs, batch_size, lr, seed, log_every=1, switch=None
+):
+    """Trains ``model_name`` with ``objective``; returns ``(model, variables, seconds)``.
+
+    ``switch=(epoch, later_objective)`` trains on with ``later_objective`` from
+    that (0-based) epoch, with the same state and optimizer.
+    """
     model = models.get_model(model_name)
     variables = models.init_model(model, jax.random.key(seed), (28, 28, 1))
     steps_per_epoch = len(train_set.labels) // batch_size
@@ -47,6 +53,8 @@ def train_loop(model_name, objective, train_set, *, epochs, batch_size, lr, seed
     key = jax.random.key(seed + 1)
     started = time.perf_counter()
     for epoch in range(epochs):
+        if switch is not None and epoch == switch[0]:
+            step = train.make_step(switch[1])
         collected = []
         for x, y in data.batches(train_set, batch_size, key=key, epoch=epoch):
             state, metrics = step(state, (x, y), key)

@@ -103,6 +103,14 @@ def test_certify_training_objective_finite_and_schedules(mnist_small):
     np.testing.assert_allclose(
         seen, [(0, 1, 0), (0, 1, 0), (0.1, 0.75, 0.5), (0.2, 0.5, 1.0)], atol=1e-6
     )
+    # Once beta is 1 the scheduled objective is the IBP objective (the recipes
+    # switch to it after the ramp to skip the CROWN pass).
+    after_ramp = state.replace(step=5)
+    scheduled, _ = jax.jit(objective)(state.params, after_ramp, batch, jax.random.key(0))
+    plain_ibp, _ = jax.jit(ibp_training(eps, kappa=kappa))(
+        state.params, after_ramp, batch, jax.random.key(0)
+    )
+    np.testing.assert_allclose(float(scheduled), float(plain_ibp), rtol=1e-6)
 
 
 def test_certify_training_rejects_batchnorm_and_bad_args():
