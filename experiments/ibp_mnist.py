@@ -39,6 +39,7 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=float, default=4, help="clean epochs before the ramp")
     p.add_argument("--ramp", type=float, default=40, help="epochs of the eps/kappa ramp")
     p.add_argument("--shape", default="linear", choices=["linear", "smooth"])
+    p.add_argument("--kappa-start", type=float, default=1.0)
     p.add_argument("--kappa-end", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -53,6 +54,7 @@ def main(argv=None) -> None:
         train_eps,
         warmup_steps=int(args.warmup * spe),
         ramp_steps=int(args.ramp * spe),
+        kappa_start=args.kappa_start,
         kappa_end=args.kappa_end,
         shape=args.shape,
     )
