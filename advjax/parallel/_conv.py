@@ -116,8 +116,9 @@ def _max_pool_with_masked_grad(frozen: tuple) -> Callable:
 
     JAX differentiates ``reduce_window_max`` through ``select_and_scatter_add``
     (reverse) or ``select_and_gather_add`` (forward), which XLA:CPU runs
-    slowly: measured 2.7x the cost of this rule for the input gradient of a
-    2x2 pooling of a (128, 28, 28, 32) activation inside a loop. Here the
+    slowly: 3.8x the cost of this rule (37.6 against 9.9 ms, one core) for the
+    input gradient of a 2x2 pooling of a (128, 28, 28, 32) activation inside
+    a loop. Here the
     input is viewed as (tiles, window) axes, each window's first maximum (in
     row-major window order, the element XLA's ``select_and_scatter`` picks)
     is marked by a mask, and the tangent is the masked sum over the window:
@@ -238,8 +239,11 @@ def _interpret(jaxpr, consts, *args):
 
 
 def _is_tiling_max_pool(eqn) -> bool:
-    return eqn.primitive is lax.reduce_window_max_p and _pool_tiles(
-        eqn.params, eqn.invars[0].aval.shape
+    aval = eqn.invars[0].aval
+    return (
+        eqn.primitive is lax.reduce_window_max_p
+        and jnp.issubdtype(aval.dtype, jnp.floating)
+        and _pool_tiles(eqn.params, aval.shape)
     )
 
 
