@@ -208,6 +208,21 @@ def _bind(eqn, values):
         return eqn.primitive.bind(*subfuns, *values, **params)
 
 
+def _source_of(eqn):
+    """Gives the rewritten operation the source location of the one it replaces.
+
+    So error messages (e.g. ``advjax.certify``'s unsupported-primitive errors)
+    point at the user's code rather than at this module. Cosmetic: a JAX
+    without this private hook gets no context.
+    """
+    try:
+        from jax._src import source_info_util
+
+        return source_info_util.user_context(eqn.source_info.traceback)
+    except (ImportError, AttributeError):  # pragma: no cover - private API moved
+        return contextlib.nullcontext()
+
+
 def _interpret(jaxpr, consts, *args):
     """Evaluates ``jaxpr``, binding every convolution through the custom-VJP version."""
     env = {}
@@ -221,9 +236,11 @@ def _interpret(jaxpr, consts, *args):
         values = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
         if eqn.primitive is lax.conv_general_dilated_p:
-            outs = [_conv_with_canonical_input_grad(_freeze(eqn.params))(*values)]
+            with _source_of(eqn):
+                outs = [_conv_with_canonical_input_grad(_freeze(eqn.params))(*values)]
         elif _is_tiling_max_pool(eqn):
-            outs = [_max_pool_with_masked_grad(_freeze(eqn.params))(*values)]
+            with _source_of(eqn):
+                outs = [_max_pool_with_masked_grad(_freeze(eqn.params))(*values)]
         elif name in _INLINED_CALLS:
             inner = eqn.params[_INLINED_CALLS[name]]
             inner_jaxpr, inner_consts = (

@@ -270,3 +270,10 @@ def test_attack_loop_has_no_pooling_scatter_and_equal_results():
         certify.interval_bounds(plain)(lower, upper),
     )
     _assert_trees_close(got, expected)
+    # CROWN's error names the same place in the model's code for both.
+    messages = []
+    for fn in (plain, fast):
+        with pytest.raises(certify.UnsupportedPrimitiveError, match="reduce_window_max") as error:
+            certify.crown_bounds(fn)(lower, upper)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "_conv.py" not in messages[1]
