@@ -10,7 +10,16 @@ from advjax._checks import check_positive_int
 
 
 def available_cores() -> int:
-    """The number of CPU cores this process may run on (its affinity mask)."""
+    """The number of CPU cores this process may run on (its affinity mask).
+
+    Returns:
+      The count, at least 1.
+
+    Example:
+      >>> from advjax import parallel
+      >>> parallel.available_cores() >= 1
+      True
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # platforms without sched_getaffinity (macOS)
