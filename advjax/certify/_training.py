@@ -235,7 +235,9 @@ def batched_margin_lower_bounds(
         # non-canonical form (a CROWN-IBP training step took 4x as long).
         beta = jnp.asarray(beta, x.dtype)
         ibp, crown = _batch_lower_bounds(fn, lo, hi, specs, beta, True, parts=True)
-        m = jnp.where(beta < 1.0, beta * ibp + (1.0 - beta) * crown, ibp)
+        # Select before mixing: 0 * an infinite CROWN bound would give NaN gradients.
+        crown = jnp.where(beta < 1.0, crown, ibp)
+        m = beta * ibp + (1.0 - beta) * crown
     rows = jnp.arange(x.shape[0])[:, None]
     return jnp.zeros((x.shape[0], num_classes), m.dtype).at[rows, others].set(m)
 
