@@ -276,4 +276,6 @@ def test_attack_loop_has_no_pooling_scatter_and_equal_results():
         with pytest.raises(certify.UnsupportedPrimitiveError, match="reduce_window_max") as error:
             certify.crown_bounds(fn)(lower, upper)
         messages.append(str(error.value))
-    assert messages[0] == messages[1] and "_conv.py" not in messages[1]
+    assert messages[0] == messages[1]
+    # The rewrite's own module is never named (this test file's name also ends in _conv.py).
+    assert not re.search(r"advjax[/\\]parallel[/\\]_conv\.py", messages[1])
