@@ -5,11 +5,9 @@ Recipe: the schedule of ``ibp_mnist.py``, so the two compare directly: Adam
 clean epochs, then a ``--ramp``-epoch ramp of eps (0 to ``--train-eps``), of
 kappa (``--kappa-start`` to ``--kappa-end``) and of the IBP weight beta (0 to
 1: CROWN-IBP bounds at the start of the ramp, pure IBP at its end, the paper's
-"beta 1 -> 0" in its convention). kappa defaults to 0 throughout, the robust
-loss alone, as in the paper's MNIST configuration; ``--kappa-start 1
---kappa-end 0.5`` gives the IBP recipe's mix of clean and robust loss. From the
-first epoch after the ramp (beta is 1) training goes on with the IBP objective,
-the same loss without the CROWN pass. Evaluates like
+"beta 1 -> 0" in its convention). From the first epoch after the ramp (beta
+is 1) training goes on with the IBP objective, the same loss without the CROWN
+pass. Evaluates like
 ``ibp_mnist.py`` (IBP and CROWN-IBP verified accuracy, PGD check).
 
     python experiments/crown_ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 \
@@ -44,10 +42,8 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=float, default=4)
     p.add_argument("--ramp", type=float, default=40)
     p.add_argument("--shape", default="linear", choices=["linear", "smooth"])
-    p.add_argument(
-        "--kappa-start", type=float, default=0.0, help="0: the paper's MNIST robust-only loss"
-    )
-    p.add_argument("--kappa-end", type=float, default=0.0)
+    p.add_argument("--kappa-start", type=float, default=1.0)
+    p.add_argument("--kappa-end", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--methods", default="ibp,crown-ibp")
