@@ -5,9 +5,10 @@ Recipe: the schedule of ``ibp_mnist.py``, so the two compare directly: Adam
 clean epochs, then a ``--ramp``-epoch ramp of eps (0 to ``--train-eps``), of
 kappa (``--kappa-start`` to ``--kappa-end``) and of the IBP weight beta (0 to
 1: CROWN-IBP bounds at the start of the ramp, pure IBP at its end, the paper's
-"beta 1 -> 0" in its convention). From the first epoch after the ramp (beta
-is 1) training goes on with the IBP objective, the same loss without the CROWN
-pass. Evaluates like
+"beta 1 -> 0" in its convention). The paper's MNIST configuration trains on
+the robust loss alone: ``--kappa-start 0 --kappa-end 0``. From the first epoch
+after the ramp (beta is 1) training goes on with the IBP objective, the same
+loss without the CROWN pass. Evaluates like
 ``ibp_mnist.py`` (IBP and CROWN-IBP verified accuracy, PGD check).
 
     python experiments/crown_ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 \
