@@ -7,6 +7,7 @@ from advjax.attacks._core import (
     LogitsFn,
     is_better,
     is_successful,
+    predicted_class,
     project_to_threat,
     projected_gradient_ascent,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "linf",
     "mifgsm",
     "one_pixel",
+    "predicted_class",
     "over_epsilons",
     "pgd",
     "project_to_threat",

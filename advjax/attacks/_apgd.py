@@ -27,8 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, is_successful, project_to_threat
+from advjax.attacks._guard import finite_gradient, guarded
 from advjax.attacks._threat import ThreatModel, get_threat_model, sparse_l1_direction
 from advjax.attacks._transforms import restart_keys, with_restarts
 from advjax.losses import Loss, as_labels, dlr_targeted, get_loss
@@ -156,7 +157,7 @@ def _apgd_run(
             return jnp.sum(values), (values, logits)
 
         (_, (values, logits)), grad = jax.value_and_grad(total, has_aux=True)(x_adv)
-        return jnp.nan_to_num(values, nan=-jnp.inf), success(logits), grad
+        return jnp.nan_to_num(values, nan=-jnp.inf), success(logits), finite_gradient(grad)
 
     def project(candidate):
         return project_to_threat(threat, x, candidate, eps, clip_min, clip_max)
@@ -390,7 +391,6 @@ def apgd(
     sign = -1.0 if targeted else 1.0
 
     def single(logits_fn, x, y, *, key):
-        check_inputs(x, y, clip_min, clip_max)
         x_adv, _ = apgd_loop(
             logits_fn,
             x,
@@ -409,9 +409,10 @@ def apgd(
         )
         return x_adv
 
-    if restarts == 1:
-        return single
-    return with_restarts(single, restarts, loss=loss_fn, targeted=targeted)
+    run = single
+    if restarts > 1:
+        run = with_restarts(single, restarts, loss=loss_fn, targeted=targeted)
+    return guarded(run, name="apgd", eps=eps, norm=threat, clip_min=clip_min, clip_max=clip_max)
 
 
 def top_classes(logits: jax.Array, y: jax.Array, count: int) -> jax.Array:
@@ -477,13 +478,7 @@ def apgd_t(
     eps_schedule = _eps_schedule(eps_schedule, threat)
 
     def attack(logits_fn, x, y, *, key):
-        check_inputs(x, y, clip_min, clip_max)
         clean_logits = logits_fn(x)
-        if clean_logits.shape[-1] < 4 or num_targets >= clean_logits.shape[-1]:
-            raise ValueError(
-                f"apgd_t needs >= 4 classes and num_targets < classes; got "
-                f"{clean_logits.shape[-1]} classes and num_targets={num_targets}."
-            )
         targets = top_classes(clean_logits, y, num_targets)
         keys = restart_keys(key, num_targets * restarts).reshape(num_targets, restarts)
         broken0 = is_successful(clean_logits, y, False)
@@ -529,4 +524,12 @@ def apgd_t(
         (x_adv, _), _ = jax.lax.scan(run_target, (x, broken0), (targets, keys))
         return jax.lax.stop_gradient(x_adv)
 
-    return attack
+    return guarded(
+        attack,
+        name=f"apgd_t (targeted DLR loss, num_targets={num_targets})",
+        eps=eps,
+        norm=threat,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        min_classes=max(4, num_targets + 1),
+    )

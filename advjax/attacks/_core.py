@@ -14,6 +14,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from advjax.attacks._guard import finite_gradient
 from advjax.attacks._threat import ThreatModel, per_example_value
 from advjax.losses import Loss, as_labels
 
@@ -21,11 +22,35 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 Attack = Callable[..., jax.Array]
 
 
+def predicted_class(logits: jax.Array) -> jax.Array:
+    """Per example the argmax class, or ``-1`` (no class, never correct) for unusable logits.
+
+    Logits are unusable when one is NaN or the largest is infinite; ``-inf``
+    entries (a log-probability of 0) are fine.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import predicted_class
+      >>> predicted_class(jnp.array([[0.0, 2.0], [jnp.nan, 1.0], [-jnp.inf, 0.0]])).tolist()
+      [1, -1, 1]
+    """
+    return jnp.where(usable_logits(logits), jnp.argmax(logits, axis=-1), -1)
+
+
+def usable_logits(logits: jax.Array) -> jax.Array:
+    """Per example: no NaN and a finite largest logit, so that the argmax means something."""
+    no_nan = ~jnp.any(jnp.isnan(logits), axis=-1)
+    return no_nan & jnp.isfinite(jnp.max(logits, axis=-1))
+
+
 def is_successful(logits: jax.Array, y: jax.Array, targeted: bool) -> jax.Array:
-    """Per example: misclassified (untargeted) or classified as the target (targeted)."""
+    """Per example: misclassified (untargeted) or classified as the target (targeted).
+
+    Unusable logits (see :func:`usable_logits`) never count as a success.
+    """
     predicted = jnp.argmax(logits, axis=-1)
     labels = as_labels(y)
-    return predicted == labels if targeted else predicted != labels
+    return usable_logits(logits) & (predicted == labels if targeted else predicted != labels)
 
 
 def is_better(success, loss, best_success, best_loss) -> jax.Array:
@@ -87,7 +112,11 @@ def projected_gradient_ascent(
     """
     eps = jnp.asarray(eps, x.dtype)
     step_size = per_example_value(step_size, x)  # a scalar or one step per example
-    grad_fn = jax.grad(attack_objective(logits_fn, loss, y, targeted), has_aux=True)
+    objective_grad = jax.grad(attack_objective(logits_fn, loss, y, targeted), has_aux=True)
+
+    def grad_fn(x_adv):
+        grad, aux = objective_grad(x_adv)
+        return finite_gradient(grad), aux
 
     def clip_to_threat(candidate):
         return project_to_threat(threat, x, candidate, eps, clip_min, clip_max)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select
+from advjax.attacks._guard import finite_gradient, guarded
 from advjax.attacks._minnorm import within_budget
 from advjax.attacks._threat import l2
 from advjax.losses import as_labels, cw_margin
@@ -69,7 +70,6 @@ def cw_l2(
 
     def attack(logits_fn, x, y, *, key):
         del key
-        check_inputs(x, y, clip_min, clip_max)
         labels = as_labels(y)
         batch = x.shape[0]
         span = clip_max - clip_min
@@ -104,6 +104,7 @@ def cw_l2(
             def adam_step(i, state):
                 w, m, v, best_dist, best_x, ever = state
                 grad, (dist, logits, x_adv) = grad_fn(w, const)
+                grad = finite_gradient(grad)
                 ok = success_of(logits)
                 better = ok & (dist < best_dist)
                 best_x = _select(better, x_adv, best_x)
@@ -140,4 +141,11 @@ def cw_l2(
         (_, _, _, _, best_x), _ = jax.lax.scan(search_round, init, None, length=binary_search_steps)
         return jax.lax.stop_gradient(within_budget(l2, x, best_x, eps, clip_min, clip_max))
 
-    return attack
+    return guarded(
+        attack,
+        name="cw_l2",
+        eps=eps,
+        norm="l2",
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )

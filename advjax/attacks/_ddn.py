@@ -7,8 +7,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, is_successful
+from advjax.attacks._guard import finite_gradient, guarded
 from advjax.attacks._minnorm import within_budget
 from advjax.attacks._threat import l2
 from advjax.losses import ce
@@ -66,7 +67,6 @@ def ddn(
 
     def attack(logits_fn, x, y, *, key):
         del key
-        check_inputs(x, y, clip_min, clip_max)
         batch = x.shape[0]
         shape1 = (batch,) + (1,) * (x.ndim - 1)
         sign = -1.0 if targeted else 1.0
@@ -80,6 +80,7 @@ def ddn(
         def body(i, state):
             delta, norm_k, best_norm, best_delta = state
             grad, logits = grad_fn(delta)
+            grad = finite_gradient(grad)
             adv = is_successful(logits, y, targeted)
             n = l2.norm(delta)
             better = adv & (n < best_norm)
@@ -106,4 +107,11 @@ def ddn(
         x_adv = jnp.clip(x + best_delta, clip_min, clip_max)
         return jax.lax.stop_gradient(within_budget(l2, x, x_adv, eps, clip_min, clip_max))
 
-    return attack
+    return guarded(
+        attack,
+        name="ddn",
+        eps=eps,
+        norm="l2",
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select
+from advjax.attacks._guard import guarded
 from advjax.attacks._minnorm import class_jacobian, shrink_along_segment, within_budget
 from advjax.attacks._threat import get_threat_model
 from advjax.losses import as_labels
@@ -74,7 +75,6 @@ def deepfool(
 
     def attack(logits_fn, x, y, *, key):
         del key
-        check_inputs(x, y, clip_min, clip_max)
         labels = as_labels(y)
         batch = x.shape[0]
         expand = (batch,) + (1,) * (x.ndim - 1)
@@ -124,4 +124,11 @@ def deepfool(
         del expand
         return jax.lax.stop_gradient(within_budget(threat, x, x_adv, eps, clip_min, clip_max))
 
-    return attack
+    return guarded(
+        attack,
+        name="deepfool",
+        eps=eps,
+        norm=threat,
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )

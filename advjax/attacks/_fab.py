@@ -5,9 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._apgd import top_classes
 from advjax.attacks._core import Attack, _select
+from advjax.attacks._guard import finite_gradient, guarded
 from advjax.attacks._minnorm import class_jacobian, within_budget
 from advjax.attacks._threat import _solve_capped_linear, get_threat_model
 from advjax.losses import as_labels
@@ -99,7 +100,6 @@ def fab(
 
     def attack(logits_fn, x, y, *, key):
         del key
-        check_inputs(x, y, clip_min, clip_max)
         labels = as_labels(y)
         batch = x.shape[0]
         flat0 = x.reshape(batch, -1)
@@ -119,6 +119,7 @@ def fab(
                     return jnp.sum(g), (g, logits)
 
                 grad, (g, logits) = jax.grad(g_fn, has_aux=True)(x_flat)
+                grad = finite_gradient(grad)
                 return g, grad, logits
             logits, jac = class_jacobian(logits_fn, x_flat.reshape(x.shape))
             jac = jnp.moveaxis(jac, 0, 1).reshape(batch, classes, -1)
@@ -208,4 +209,12 @@ def fab(
         x_adv = best[0].reshape(x.shape)
         return jax.lax.stop_gradient(within_budget(threat, x, x_adv, eps, clip_min, clip_max))
 
-    return attack
+    return guarded(
+        attack,
+        name="fab" if num_targets is None else f"fab (FAB-T, num_targets={num_targets})",
+        eps=eps,
+        norm=threat,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        min_classes=2 if num_targets is None else num_targets + 1,
+    )

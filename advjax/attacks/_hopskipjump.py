@@ -7,8 +7,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select
+from advjax.attacks._guard import guarded
 from advjax.attacks._minnorm import within_budget
 from advjax.attacks._threat import l2
 from advjax.losses import as_labels
@@ -89,7 +90,6 @@ def hopskipjump(
     check_range(clip_min, clip_max)
 
     def attack(logits_fn, x, y, *, key):
-        check_inputs(x, y, clip_min, clip_max)
         labels = as_labels(y)
         batch = x.shape[0]
         dims = math.prod(x.shape[1:])
@@ -190,4 +190,12 @@ def hopskipjump(
         x_adv = jax.lax.stop_gradient(within_budget(l2, x, x_adv, eps, clip_min, clip_max))
         return (x_adv, queries.astype(jnp.int32)) if return_queries else x_adv
 
-    return attack
+    return guarded(
+        attack,
+        name="hopskipjump",
+        eps=eps,
+        norm="l2",
+        clip_min=clip_min,
+        clip_max=clip_max,
+        tuple_output=return_queries,
+    )

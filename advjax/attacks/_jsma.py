@@ -7,8 +7,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_inputs, check_range
+from advjax._checks import check_range
 from advjax.attacks._core import Attack
+from advjax.attacks._guard import finite_gradient, guarded
 from advjax.losses import as_labels
 
 
@@ -60,7 +61,6 @@ def jsma(
 
     def attack(logits_fn, x, y, *, key):
         del key
-        check_inputs(x, y, clip_min, clip_max)
         target = as_labels(y)
         batch = x.shape[0]
         flat0 = x.reshape(batch, -1)
@@ -79,7 +79,8 @@ def jsma(
                 return jnp.sum(jnp.where(one, 0.0, logits))
 
             (alpha, logits) = jax.grad(target_logit, has_aux=True)(xf)
-            beta = jax.grad(others)(xf)
+            beta = finite_gradient(jax.grad(others)(xf))
+            alpha = finite_gradient(alpha)
             return alpha, beta, logits
 
         def cond(state):
@@ -109,4 +110,11 @@ def jsma(
         _, xf, _, _ = jax.lax.while_loop(cond, body, state)
         return jax.lax.stop_gradient(xf.reshape(x.shape))
 
-    return attack
+    return guarded(
+        attack,
+        name="jsma",
+        eps=None,
+        norm=None,
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range, is_concrete
+from advjax._checks import check_epsilon, check_positive_int, check_range, is_concrete
 from advjax.attacks._core import (
     Attack,
     _select,
@@ -14,6 +14,7 @@ from advjax.attacks._core import (
     is_successful,
     project_to_threat,
 )
+from advjax.attacks._guard import finite_gradient, guarded
 from advjax.attacks._pgd import pgd
 from advjax.attacks._threat import ThreatModel, get_threat_model
 from advjax.losses import Loss, get_loss
@@ -139,13 +140,13 @@ def mifgsm(
 
     def attack(logits_fn, x, y, *, key):
         del key
-        check_inputs(x, y, clip_min, clip_max)
         grad_fn = jax.grad(attack_objective(logits_fn, loss_fn, y, targeted), has_aux=True)
         batch = x.shape[0]
 
         def body(_, carry):
             x_adv, momentum, best_x, best_success, best_loss = carry
             grad, (per_example, logits) = grad_fn(x_adv)
+            grad = finite_gradient(grad)
             success = is_successful(logits, y, targeted)
             per_example = jnp.nan_to_num(per_example.astype(jnp.float32), nan=-jnp.inf)
             better = is_better(success, per_example, best_success, best_loss)
@@ -171,4 +172,11 @@ def mifgsm(
         better = is_better(success, per_example.astype(jnp.float32), best_success, best_loss)
         return jax.lax.stop_gradient(_select(better, x_last, best_x))
 
-    return attack
+    return guarded(
+        attack,
+        name="mifgsm",
+        eps=eps,
+        norm=threat,
+        clip_min=clip_min,
+        clip_max=clip_max,
+    )

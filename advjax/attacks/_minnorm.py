@@ -48,6 +48,9 @@ def class_jacobian(logits_fn, x):
     logits, vjp = jax.vjp(logits_fn, x)
     eye = jnp.eye(logits.shape[-1], dtype=logits.dtype)
     (jac,) = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, logits.shape)))(eye)
+    # An example with a non-finite Jacobian gets none (no step), as attacks' gradients do.
+    ok = jnp.all(jnp.isfinite(jac.reshape(jac.shape[0], jac.shape[1], -1)), axis=(0, 2))
+    jac = jnp.where(ok.reshape((1, -1) + (1,) * (jac.ndim - 2)), jac, 0.0)
     return logits, jac
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_inputs, check_positive_int, check_range
+from advjax._checks import check_positive_int, check_range
 from advjax.attacks._core import Attack, _select
+from advjax.attacks._guard import guarded
 from advjax.attacks._square import _as_nhwc
 from advjax.losses import as_labels
 
@@ -65,7 +66,6 @@ def one_pixel(
         raise ValueError(f"mutation must be in (0, 2], got {mutation}.")
 
     def attack(logits_fn, x, y, *, key):
-        check_inputs(x, y, clip_min, clip_max)
         labels = as_labels(y)
         xi = _as_nhwc(x)
         batch, height, width, channels = xi.shape
@@ -133,4 +133,12 @@ def one_pixel(
         x_adv = jax.lax.stop_gradient(x_adv)
         return (x_adv, queries) if return_queries else x_adv
 
-    return attack
+    return guarded(
+        attack,
+        name="one_pixel",
+        eps=None,
+        norm=None,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        tuple_output=return_queries,
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, projected_gradient_ascent
+from advjax.attacks._guard import guarded
 from advjax.attacks._threat import ThreatModel, get_threat_model
 from advjax.attacks._transforms import with_restarts
 from advjax.losses import Loss, get_loss
@@ -72,7 +73,6 @@ def pgd(
     check_epsilon(step_size, "step_size")
 
     def single_run(logits_fn, x, y, *, key):
-        check_inputs(x, y, clip_min, clip_max)
         return projected_gradient_ascent(
             logits_fn,
             x,
@@ -90,6 +90,7 @@ def pgd(
             clip_max=clip_max,
         )
 
-    if restarts == 1:
-        return single_run
-    return with_restarts(single_run, restarts, loss=loss_fn, targeted=targeted)
+    run = single_run
+    if restarts > 1:
+        run = with_restarts(single_run, restarts, loss=loss_fn, targeted=targeted)
+    return guarded(run, name="pgd", eps=eps, norm=threat, clip_min=clip_min, clip_max=clip_max)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, project_to_threat
+from advjax.attacks._guard import guarded
 from advjax.attacks._threat import get_threat_model
 from advjax.losses import as_labels, ce, cw_margin
 
@@ -142,7 +143,6 @@ def square(
         raise ValueError(f"unknown loss {loss!r}; choose 'margin' or 'ce'.")
 
     def attack(logits_fn, x, y, *, key):
-        check_inputs(x, y, clip_min, clip_max)
         shape = x.shape
         xi = _as_nhwc(x)
         batch, height, width, channels = xi.shape
@@ -281,4 +281,12 @@ def square(
         x_adv = jax.lax.stop_gradient(x_best.reshape(shape))
         return (x_adv, used) if return_queries else x_adv
 
-    return attack
+    return guarded(
+        attack,
+        name="square",
+        eps=eps,
+        norm=threat,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        tuple_output=return_queries,
+    )

@@ -8,8 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advjax._checks import check_epsilon, check_positive_int
+from advjax._checks import (
+    check_batch,
+    check_classes,
+    check_epsilon,
+    check_positive_int,
+    raise_if,
+)
 from advjax.attacks._core import Attack, attack_objective, is_better, is_successful
+from advjax.attacks._guard import admissible
 from advjax.losses import Loss, get_loss
 
 
@@ -57,10 +64,13 @@ def with_restarts(
     restarts = check_positive_int(restarts, "restarts")
     loss_fn = get_loss(loss)
 
-    def score(logits_fn, x_adv, y):
+    def score(logits_fn, x, x_adv, y):
         _, (per_example, logits) = attack_objective(logits_fn, loss_fn, y, targeted)(x_adv)
-        success = is_successful(logits, y, targeted)
-        return success, jnp.nan_to_num(per_example.astype(jnp.float32), nan=-jnp.inf)
+        # A point outside the attack's ball or box, or not finite, never wins.
+        valid = admissible(attack, x, x_adv)
+        success = is_successful(logits, y, targeted) & valid
+        per_example = jnp.nan_to_num(per_example.astype(jnp.float32), nan=-jnp.inf)
+        return success, jnp.where(valid, per_example, -jnp.inf)
 
     def keep_stronger(best, candidate):
         best_x, best_success, best_loss = best
@@ -75,13 +85,13 @@ def with_restarts(
 
     def run_one(logits_fn, x, y, key):
         x_adv = attack(logits_fn, x, y, key=key)
-        return (x_adv, *score(logits_fn, x_adv, y))
+        return (x_adv, *score(logits_fn, x, x_adv, y))
 
     def restarted(logits_fn, x, y, *, key):
         keys = restart_keys(key, restarts).at[0].set(key)
         first = run_one(logits_fn, x, y, keys[0])
         if restarts == 1:
-            return first[0]
+            return _input_where_invalid(*first[:1], x, attack)
         if batched:
             others = jax.vmap(lambda k: run_one(logits_fn, x, y, k))(keys[1:])
             best, _ = jax.lax.scan(lambda b, c: (keep_stronger(b, c), None), first, others)
@@ -91,9 +101,16 @@ def with_restarts(
                 return keep_stronger(best, run_one(logits_fn, x, y, k)), None
 
             best, _ = jax.lax.scan(body, first, keys[1:])
-        return jax.lax.stop_gradient(best[0])
+        return jax.lax.stop_gradient(_input_where_invalid(best[0], x, attack))
 
+    restarted.constraints = getattr(attack, "constraints", None)
     return restarted
+
+
+def _input_where_invalid(x_adv, x, attack):
+    """``x_adv``, with the input itself wherever the point is not admissible for ``attack``."""
+    valid = admissible(attack, x, x_adv)
+    return jnp.where(_mask_like(valid, x), x_adv, x.astype(x_adv.dtype))
 
 
 def over_epsilons(make_attack: Callable[[jax.Array], Attack], epsilons) -> Attack:
@@ -135,6 +152,11 @@ def _success_of(logits_fn, x_adv, y, targeted):
     return is_successful(logits_fn(x_adv), y, targeted)
 
 
+def _verified_success(attack, logits_fn, x, x_adv, y, targeted):
+    """Success that counts: the point is also finite, in the ball and in the box."""
+    return _success_of(logits_fn, x_adv, y, targeted) & admissible(attack, x, x_adv)
+
+
 def choose_targets(logits: jax.Array, y: jax.Array, targets, key: jax.Array) -> jax.Array:
     """Target classes ``[B]`` for :func:`targeted`.
 
@@ -144,6 +166,7 @@ def choose_targets(logits: jax.Array, y: jax.Array, targets, key: jax.Array) -> 
     ``(logits, y, key) -> [B]``.
     """
     num_classes = logits.shape[-1]
+    check_classes(num_classes, 2, "choose_targets (a target other than the true class)")
     labels = y if y.ndim == 1 else jnp.argmax(y, -1)
     if callable(targets):
         return jnp.asarray(targets(logits, labels, key)).astype(jnp.int32)
@@ -167,6 +190,12 @@ def choose_targets(logits: jax.Array, y: jax.Array, targets, key: jax.Array) -> 
         raise ValueError(
             f"targets must be int [B]={labels.shape}, got {targets.dtype} {targets.shape}."
         )
+    raise_if(
+        (jnp.min(targets) < 0) | (jnp.max(targets) >= num_classes),
+        "targets lie in [{}, {}], outside the model's classes [0, " + str(num_classes) + ").",
+        jnp.min(targets),
+        jnp.max(targets),
+    )
     return targets.astype(jnp.int32)
 
 
@@ -216,6 +245,7 @@ def early_stop(attack: Attack, *, targeted: bool = False) -> Attack:
     """
 
     def stopped(logits_fn, x, y, *, key):
+        _check_composite([attack], logits_fn, x, y)
         done = _success_of(logits_fn, x, y, targeted)
 
         def run(_):
@@ -224,6 +254,7 @@ def early_stop(attack: Attack, *, targeted: bool = False) -> Attack:
 
         return jax.lax.stop_gradient(jax.lax.cond(jnp.all(done), lambda _: x, run, None))
 
+    stopped.constraints = getattr(attack, "constraints", None)
     return stopped
 
 
@@ -277,6 +308,7 @@ def worst_case(attacks, *, targeted: bool = False, compact: bool = False) -> Att
         return _compacted_worst_case(attacks, targeted)
 
     def combined(logits_fn, x, y, *, key):
+        _check_composite(attacks, logits_fn, x, y)
         broken = _success_of(logits_fn, x, y, targeted)
         x_best = x
         for index, attack in enumerate(attacks):
@@ -286,8 +318,10 @@ def worst_case(attacks, *, targeted: bool = False, compact: bool = False) -> Att
                 x_best, broken = carry
                 x_in = jnp.where(_mask_like(broken, x), x_best, x)
                 x_adv = attack(logits_fn, x_in, y, key=attack_key)
-                success = _success_of(logits_fn, x_adv, y, targeted) & ~broken
-                keep_old = broken | (~success & (index < len(attacks) - 1))
+                success = _verified_success(attack, logits_fn, x, x_adv, y, targeted) & ~broken
+                # A last attack's inadmissible point is not kept either.
+                invalid = ~admissible(attack, x, x_adv)
+                keep_old = broken | invalid | (~success & (index < len(attacks) - 1))
                 x_new = jnp.where(_mask_like(keep_old, x), x_best, x_adv)
                 return x_new, broken | success
 
@@ -297,6 +331,20 @@ def worst_case(attacks, *, targeted: bool = False, compact: bool = False) -> Att
         return jax.lax.stop_gradient(x_best)
 
     return combined
+
+
+def _check_composite(attacks, logits_fn, x, y) -> None:
+    """The validation layer for a transform over ``attacks``: the first one's box, if it has one.
+
+    Runs before anything is counted, so bad labels cannot make clean points look broken.
+    """
+    constraints = next(
+        (c for c in (getattr(a, "constraints", None) for a in attacks) if c is not None), None
+    )
+    if constraints is None:
+        check_batch(logits_fn, x, y)
+    else:
+        check_batch(logits_fn, x, y, constraints.clip_min, constraints.clip_max)
 
 
 def _bucket(count: int, batch: int) -> int:
@@ -316,18 +364,21 @@ def _compacted_worst_case(attacks, targeted: bool) -> Attack:
                 "or use compact=False."
             )
         x, y = jnp.asarray(x), jnp.asarray(y)
+        _check_composite(attacks, logits_fn, x, y)
         batch = x.shape[0]
         broken = np.array(success_of(logits_fn, x, y, targeted))
         x_best = x
-        for index, run in enumerate(runs):
+        for index, (run, attack) in enumerate(zip(runs, attacks, strict=True)):
             todo = np.flatnonzero(~broken)
             if todo.size == 0:
                 break
             size = _bucket(todo.size, batch)
             take = np.concatenate([todo, np.full(size - todo.size, todo[0])])
             x_adv = run(logits_fn, x[take], y[take], key=jax.random.fold_in(key, index))
+            valid = np.asarray(admissible(attack, x[take], x_adv))[: todo.size]
             success = np.asarray(success_of(logits_fn, x_adv, y[take], targeted))[: todo.size]
-            write = success | (index == len(runs) - 1)
+            success = success & valid
+            write = success | ((index == len(runs) - 1) & valid)
             if write.any():
                 x_best = x_best.at[todo[write]].set(x_adv[: todo.size][write])
             broken[todo[success]] = True

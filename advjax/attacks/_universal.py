@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int, check_range
+from advjax._checks import (
+    InvalidInputError,
+    check_epsilon,
+    check_inputs,
+    check_positive_int,
+    check_range,
+    is_concrete,
+)
 from advjax.attacks._core import Attack
 from advjax.attacks._threat import ThreatModel, get_threat_model
 from advjax.losses import Loss, get_loss
@@ -87,6 +95,7 @@ def universal_perturbation(
 
         def step(v, idx):
             grad = grad_fn(v, x[idx], y[idx])
+            grad = jnp.where(jnp.all(jnp.isfinite(grad)), grad, 0.0)  # no step on NaN/inf
             v = v + step_size * threat.direction(grad[None])[0]
             return threat.project(v[None], eps)[0], None
 
@@ -109,6 +118,8 @@ def apply_universal(v, *, clip_min: float = 0.0, clip_max: float = 1.0) -> Attac
       [[1.0, 1.0]]
     """
     check_range(clip_min, clip_max)
+    if is_concrete(v) and not np.all(np.isfinite(np.asarray(v))):
+        raise InvalidInputError("the universal perturbation v contains NaN or inf values.")
 
     def attack(logits_fn, x, y, *, key):
         del logits_fn, key

@@ -130,9 +130,15 @@ def _square(eqn, invals, origins):
     return [_square_like(invals[0], 2)]
 
 
+def _times(a, b):
+    """``a * b`` with ``0 * inf = 0``: a zero end of a box times any real is zero."""
+    return jnp.where((a == 0) | (b == 0), jnp.zeros_like(a * b), a * b)
+
+
 def _product(a, b) -> Interval:
-    """Exact elementwise product of two boxes (or a box and a constant)."""
-    cands = [_lo(a) * _lo(b), _lo(a) * _hi(b), _hi(a) * _lo(b), _hi(a) * _hi(b)]
+    """Exact elementwise product of two boxes (or a box and a constant), infinite ends included."""
+    cands = [_times(_lo(a), _lo(b)), _times(_lo(a), _hi(b))]
+    cands += [_times(_hi(a), _lo(b)), _times(_hi(a), _hi(b))]
     lo = functools.reduce(jnp.minimum, cands)
     hi = functools.reduce(jnp.maximum, cands)
     return Interval(lo, hi)
@@ -155,7 +161,9 @@ def _div(eqn, invals, origins):
 
 def _div_const(a: Interval, c) -> Interval:
     q1, q2 = a.lower / c, a.upper / c
-    return Interval(jnp.minimum(q1, q2), jnp.maximum(q1, q2))
+    lo, hi = jnp.minimum(q1, q2), jnp.maximum(q1, q2)
+    by_zero = jnp.asarray(c) == 0  # x / 0 is +-inf (or NaN at 0): no finite bound
+    return Interval(jnp.where(by_zero, -jnp.inf, lo), jnp.where(by_zero, jnp.inf, hi))
 
 
 def _bilinear(eqn, invals, origins):
@@ -168,18 +176,40 @@ def _bilinear(eqn, invals, origins):
     del origins
     a, b = invals
     if _is_iv(a) and not _is_iv(b):
-        mid = _bind(eqn, a.center, b)[0]
-        rad = _bind(eqn, a.radius, jnp.abs(b))[0]
+        ma, ra = _center_radius(a)
+        mid = _bind(eqn, ma, b)[0]
+        rad = _bind(eqn, ra, _floored(jnp.abs(b)))[0]
     elif _is_iv(b) and not _is_iv(a):
-        mid = _bind(eqn, a, b.center)[0]
-        rad = _bind(eqn, jnp.abs(a), b.radius)[0]
+        mb, rb = _center_radius(b)
+        mid = _bind(eqn, a, mb)[0]
+        rad = _bind(eqn, _floored(jnp.abs(a)), rb)[0]
     else:
-        ma, ra, mb, rb = a.center, a.radius, b.center, b.radius
+        (ma, ra), (mb, rb) = _center_radius(a), _center_radius(b)
         mid = _bind(eqn, ma, mb)[0]
         rad = (
-            _bind(eqn, jnp.abs(ma), rb)[0] + _bind(eqn, ra, jnp.abs(mb))[0] + _bind(eqn, ra, rb)[0]
+            _bind(eqn, _floored(jnp.abs(ma)), rb)[0]
+            + _bind(eqn, ra, _floored(jnp.abs(mb)))[0]
+            + _bind(eqn, _floored(ra), rb)[0]
         )
     return [Interval(mid - rad, mid + rad)]
+
+
+def _center_radius(box: Interval):
+    """Center and radius with unbounded coordinates as center 0, radius inf (never NaN)."""
+    lo, hi = box.lower, box.upper
+    bounded = jnp.isfinite(lo) & jnp.isfinite(hi)
+    center = jnp.where(bounded, lo / 2 + hi / 2, 0.0).astype(lo.dtype)
+    radius = jnp.where(bounded, hi / 2 - lo / 2, jnp.inf).astype(lo.dtype)
+    return center, radius
+
+
+def _floored(magnitude):
+    """``|w|`` with zeros raised to the dtype's smallest normal number.
+
+    A zero weight times an infinite radius would give NaN; the floor turns it
+    into an infinite (sound) bound and adds at most ``tiny * radius`` elsewhere.
+    """
+    return jnp.maximum(magnitude, jnp.finfo(magnitude.dtype).tiny)
 
 
 def _compare(eqn, invals, origins):
@@ -228,7 +258,7 @@ def _branch_image(case, region: Interval, x: Interval, origins) -> Interval:
     origin = origins.get(id(case))
     if origin is not None and origin[0] == "scale" and origin[1] is x:
         scale = origin[2]
-        p, q = scale * region.lower, scale * region.upper
+        p, q = _times(scale, region.lower), _times(scale, region.upper)
         return Interval(jnp.minimum(p, q), jnp.maximum(p, q))
     if not _is_iv(case):
         return Interval(case, case)
@@ -358,9 +388,19 @@ def ibp_eqn(eqn, invals: list[Any], origins: dict) -> list[Any]:
     rule = INTERVAL_RULES.get(eqn.primitive.name)
     if rule is None:
         raise _unsupported(eqn)
-    outvals = rule(eqn, invals, origins)
+    outvals = [_without_nan(v) for v in rule(eqn, invals, origins)]
     _record_origin(eqn, invals, outvals, origins)
     return outvals
+
+
+def _without_nan(box):
+    """A NaN lower end becomes -inf and a NaN upper end +inf: wider, never unsound."""
+    if not _is_iv(box) or not jnp.issubdtype(jnp.result_type(box.lower), jnp.floating):
+        return box
+    return Interval(
+        jnp.where(jnp.isnan(box.lower), -jnp.inf, box.lower),
+        jnp.where(jnp.isnan(box.upper), jnp.inf, box.upper),
+    )
 
 
 def _as_box(lower, upper) -> tuple[list[Interval], Any]:

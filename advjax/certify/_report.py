@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advjax.attacks import predicted_class
 from advjax.certify._certified import METHODS, certified_accuracy
 
 __all__ = ["certified_report", "certified_markdown"]
@@ -93,7 +94,7 @@ def certified_report(
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
-    predict = jax.jit(lambda xb: jnp.argmax(logits_fn(xb), -1))
+    predict = jax.jit(lambda xb: predicted_class(logits_fn(xb)))
     correct = _batched(lambda s: predict(x[s]) == y[s], n, batch_size)
     seconds["clean"] = time.perf_counter() - t
 

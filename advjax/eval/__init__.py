@@ -6,7 +6,11 @@ from advjax.eval._autoattack import (
     rand_attacks,
     standard_attacks,
 )
-from advjax.eval._diagnostics import curve_checks, gradient_masking_checks
+from advjax.eval._diagnostics import (
+    curve_checks,
+    gradient_masking_checks,
+    non_finite_gradient_mask,
+)
 from advjax.eval._report import (
     format_table,
     plot_robustness_curve,
@@ -21,6 +25,7 @@ __all__ = [
     "autoattack",
     "curve_checks",
     "gradient_masking_checks",
+    "non_finite_gradient_mask",
     "rand_attacks",
     "standard_attacks",
     "RobustnessReport",

@@ -10,12 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int
-from advjax.attacks import apgd, apgd_t, fab, get_threat_model, square
-from advjax.eval._diagnostics import gradient_masking_checks
+from advjax._checks import (
+    as_int_labels,
+    check_batch,
+    check_classes,
+    check_epsilon,
+    check_positive_int,
+)
+from advjax.attacks import apgd, apgd_t, fab, get_threat_model, predicted_class, square
+from advjax.attacks._guard import Constraints, verify
+from advjax.eval._diagnostics import (
+    gradient_masking_checks,
+    non_finite_gradient_mask,
+    non_finite_gradient_warning,
+)
+
+REJECTION_REASONS = ("non_finite", "outside_ball", "outside_box")
 
 STATE_JSON = "autoattack_state.json"
 STATE_NPZ = "autoattack_state.npz"
@@ -23,27 +35,45 @@ _BLACK_BOX = ("square",)
 
 
 def standard_attacks(
-    eps, *, norm: str = "linf", steps: int = 100, targets: int = 9, queries: int = 5000
+    eps,
+    *,
+    norm: str = "linf",
+    steps: int = 100,
+    targets: int = 9,
+    queries: int = 5000,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
 ) -> dict[str, Any]:
     """The standard AutoAttack ensemble, in its order: APGD-CE, APGD-T, FAB-T, Square.
 
     Paper settings: 100 iterations each, 1 restart, 9 target classes for APGD-T
-    and FAB-T, 5,000 queries for Square (Linf ``p_init = 0.8``).
+    and FAB-T, 5,000 queries for Square (Linf ``p_init = 0.8``). For a model with
+    ``K <= 9`` classes :func:`autoattack` passes ``targets = K - 1``, as the
+    reference implementation does.
 
     Example:
       >>> from advjax.eval import standard_attacks
       >>> list(standard_attacks(0.3))
       ['apgd-ce', 'apgd-t', 'fab-t', 'square']
     """
+    box = dict(clip_min=clip_min, clip_max=clip_max)
     return {
-        "apgd-ce": apgd(eps, norm=norm, loss="ce", steps=steps),
-        "apgd-t": apgd_t(eps, norm=norm, steps=steps, num_targets=targets),
-        "fab-t": fab(eps, norm=norm, steps=steps, num_targets=targets),
-        "square": square(eps, norm=norm, queries=queries),
+        "apgd-ce": apgd(eps, norm=norm, loss="ce", steps=steps, **box),
+        "apgd-t": apgd_t(eps, norm=norm, steps=steps, num_targets=targets, **box),
+        "fab-t": fab(eps, norm=norm, steps=steps, num_targets=targets, **box),
+        "square": square(eps, norm=norm, queries=queries, **box),
     }
 
 
-def rand_attacks(eps, *, norm: str = "linf", steps: int = 100, eot_samples: int = 20):
+def rand_attacks(
+    eps,
+    *,
+    norm: str = "linf",
+    steps: int = 100,
+    eot_samples: int = 20,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+):
     """AutoAttack's ``rand`` version: APGD-CE and APGD-DLR, each with EOT over 20 draws.
 
     Needs :func:`advjax.attacks.eot`; the attacks take a randomized
@@ -53,11 +83,10 @@ def rand_attacks(eps, *, norm: str = "linf", steps: int = 100, eot_samples: int 
         from advjax.attacks._adaptive import eot
     except ImportError as error:  # pragma: no cover - depends on the other module
         raise NotImplementedError("autoattack version='rand' needs advjax.attacks.eot") from error
+    box = dict(clip_min=clip_min, clip_max=clip_max, early_stop=False)
     return {
-        "apgd-ce": eot(apgd(eps, norm=norm, loss="ce", steps=steps, early_stop=False), eot_samples),
-        "apgd-dlr": eot(
-            apgd(eps, norm=norm, loss="dlr", steps=steps, early_stop=False), eot_samples
-        ),
+        "apgd-ce": eot(apgd(eps, norm=norm, loss="ce", steps=steps, **box), eot_samples),
+        "apgd-dlr": eot(apgd(eps, norm=norm, loss="dlr", steps=steps, **box), eot_samples),
     }
 
 
@@ -71,7 +100,10 @@ class AutoAttackResult:
       robust: per-example flags ``[N]`` (correct and unbroken).
       x_adv: the adversarial examples ``[N, ...]`` (the input where unbroken).
       attacks_run: names of the attacks completed, in order.
-      per_attack: per attack: robust accuracy after it, points it broke, seconds.
+      per_attack: per attack: robust accuracy after it, points it broke, seconds,
+        and ``rejected``: per reason (``non_finite``, ``outside_ball``,
+        ``outside_box``) the returned points that failed the check and were not
+        counted, however they were classified.
       warnings: gradient-masking warnings (see :func:`gradient_masking_checks`).
       diagnostics: the figures behind the warnings.
     """
@@ -118,6 +150,51 @@ def _load_state(directory: Path, config):
         return arrays["robust"], arrays["x_adv"], state["attacks_run"], state["per_attack"]
 
 
+def _version_attacks(version, eps, norm, num_classes, clip_min, clip_max) -> dict[str, Any]:
+    """The ensemble of ``version`` for a ``num_classes``-class model, on the declared box."""
+    if version == "rand":
+        return rand_attacks(eps, norm=norm, clip_min=clip_min, clip_max=clip_max)
+    check_classes(
+        num_classes,
+        4,
+        "AutoAttack's standard ensemble (APGD-T's targeted DLR loss; for fewer classes use "
+        "version='custom', e.g. apgd-ce, fab(num_targets=None) and square)",
+    )
+    targets = min(9, num_classes - 1)
+    return standard_attacks(eps, norm=norm, targets=targets, clip_min=clip_min, clip_max=clip_max)
+
+
+def _check_ensemble(attacks, eps, threat, num_classes, clip_min, clip_max) -> None:
+    """Refuses, before any attack runs, an ensemble that cannot run or cannot count.
+
+    Every attack must be callable; one built by advjax must fit the model's class
+    count, use AutoAttack's box and a budget no larger than ``eps`` in its threat model.
+    """
+    if not attacks:
+        raise ValueError("attacks is empty: give at least one {name: attack}.")
+    for name, attack in attacks.items():
+        if not callable(attack):
+            raise TypeError(f"attack {name!r} is not callable: got {type(attack).__name__}.")
+        check_classes(num_classes, getattr(attack, "min_classes", 2), f"attack {name!r}")
+        constraints = getattr(attack, "constraints", None)
+        if constraints is None:
+            continue
+        if (constraints.clip_min, constraints.clip_max) != (float(clip_min), float(clip_max)):
+            raise ValueError(
+                f"attack {name!r} was built for the range [{constraints.clip_min}, "
+                f"{constraints.clip_max}] but autoattack was given [{clip_min}, {clip_max}]; "
+                "build it with the same clip_min/clip_max."
+            )
+        same_norm = constraints.threat is not None and constraints.threat.name == threat.name
+        if constraints.eps is not None and same_norm:
+            attack_eps = np.asarray(constraints.eps)
+            if attack_eps.size == 1 and float(attack_eps) > float(eps) * (1 + 1e-6):
+                raise ValueError(
+                    f"attack {name!r} was built with eps={float(attack_eps)} > autoattack's "
+                    f"eps={eps}: its points would be rejected; build it with eps <= {eps}."
+                )
+
+
 def autoattack(
     logits_fn: Callable,
     x,
@@ -154,7 +231,7 @@ def autoattack(
       logits_fn: the eval-mode model ``x -> logits``; for ``version="rand"`` a
         randomized ``(x, key) -> logits``.
       x: inputs ``[N, ...]`` in ``[clip_min, clip_max]``.
-      y: integer labels ``[N]``.
+      y: integer labels ``[N]`` or one-hot/probability rows ``[N, K]``.
       eps: the budget.
       key: PRNG key.
       norm: ``"linf"`` or ``"l2"``.
@@ -184,28 +261,29 @@ def autoattack(
       True
     """
     x, y = np.asarray(x), np.asarray(y)
-    check_inputs(x, y, clip_min, clip_max)
+    if version not in ("standard", "rand", "custom"):
+        raise ValueError(f"unknown version {version!r}; choose 'standard', 'rand' or 'custom'.")
+    if np.ndim(eps) != 0:
+        raise ValueError(f"eps must be a scalar budget, got shape {np.shape(eps)}.")
     check_epsilon(eps)
     batch_size = check_positive_int(batch_size, "batch_size")
     threat = get_threat_model(norm)
-    if version not in ("standard", "rand", "custom"):
-        raise ValueError(f"unknown version {version!r}; choose 'standard', 'rand' or 'custom'.")
+    randomized = version == "rand"
+    eval_key = jax.random.fold_in(key, 10_000)
+    if randomized:
+        model = lambda xb: logits_fn(xb, eval_key)  # noqa: E731
+    else:
+        model = logits_fn
+    num_classes = check_batch(model, x, y, clip_min, clip_max)
+    y = np.asarray(as_int_labels(y))
     if attacks is None:
         if version == "custom":
             raise ValueError("version='custom' needs attacks={name: attack}.")
-        attacks = (
-            standard_attacks(eps, norm=norm)
-            if version == "standard"
-            else rand_attacks(eps, norm=norm)
-        )
+        attacks = _version_attacks(version, eps, norm, num_classes, clip_min, clip_max)
     attacks = dict(attacks)
-    randomized = version == "rand"
-    eval_key = jax.random.fold_in(key, 10_000)
-
-    if randomized:
-        predict = jax.jit(lambda xb: jnp.argmax(logits_fn(xb, eval_key), -1))
-    else:
-        predict = jax.jit(lambda xb: jnp.argmax(logits_fn(xb), -1))
+    _check_ensemble(attacks, eps, threat, num_classes, clip_min, clip_max)
+    constraints = Constraints(threat, float(eps), float(clip_min), float(clip_max))
+    predict = jax.jit(lambda xb: predicted_class(model(xb)))
 
     def predictions(images):
         out = [
@@ -232,17 +310,17 @@ def autoattack(
         attack_key = jax.random.fold_in(key, index)
         todo = np.flatnonzero(robust)
         broken_here = 0
+        rejected = dict.fromkeys(REJECTION_REASONS, 0)
         for batch_index, start in enumerate(range(0, len(todo), batch_size)):
             idx = todo[start : start + batch_size]
             pad = batch_size - len(idx) if len(todo) > batch_size else 0
             padded = np.concatenate([idx, np.repeat(idx[:1], pad)]) if pad else idx
             xb = run(x[padded], y[padded], jax.random.fold_in(attack_key, batch_index))
             xb = np.asarray(xb)[: len(idx)]
-            norms = np.asarray(threat.norm(jnp.asarray(xb - x[idx])))
-            valid = (norms <= eps * (1 + 1e-5) + 1e-6) & (
-                xb.min(axis=tuple(range(1, xb.ndim))) >= clip_min
-            )
-            fooled = (predictions(xb) != y[idx]) & valid
+            checks = {k: np.asarray(v) for k, v in verify(x[idx], xb, constraints).items()}
+            for reason in REJECTION_REASONS:
+                rejected[reason] += int(checks[reason].sum())
+            fooled = (predictions(xb) != y[idx]) & checks["valid"]
             robust[idx[fooled]] = False
             x_adv[idx[fooled]] = xb[fooled]
             broken_here += int(fooled.sum())
@@ -251,24 +329,38 @@ def autoattack(
             "robust_accuracy_after": float(robust.mean()),
             "broken": broken_here,
             "seconds": time.perf_counter() - started,
+            "rejected": rejected,
         }
         if state_path is not None:
             _save_state(state_path, config, robust, x_adv, attacks_run, per_attack)
 
     warnings, figures = [], {}
+    non_finite = non_finite_gradient_mask(model, x, y, batch_size)
+    figures["non_finite_gradient_examples"] = int(non_finite.sum())
+    if non_finite.any():
+        warnings.append(non_finite_gradient_warning(int(non_finite.sum()), len(x)))
+    rejected_total = sum(sum(r.get("rejected", {}).values()) for r in per_attack.values())
+    if rejected_total:
+        warnings.append(
+            f"{rejected_total} returned points were not finite, outside the eps-ball or outside "
+            "the valid range and were not counted (see per_attack[...]['rejected'])."
+        )
     if diagnostics and not randomized:
         black = {n: r["broken"] for n, r in per_attack.items() if n in _BLACK_BOX}
         white_robust = None
         if black:
             # Square runs after the white-box attacks: anything it breaks, they missed.
             white_robust = float(robust.mean() + sum(black.values()) / max(len(x), 1))
-        figures, warnings = gradient_masking_checks(
+        more_figures, more_warnings = gradient_masking_checks(
             logits_fn,
             x[:batch_size],
             y[:batch_size],
             black_box_accuracy=float(robust.mean()) if black else None,
             white_box_accuracy=white_robust,
+            warn_non_finite=False,
         )
+        figures.update(more_figures)
+        warnings.extend(more_warnings)
     return AutoAttackResult(
         clean_accuracy=float(correct.mean()),
         robust_accuracy=float(robust.mean()),

@@ -19,6 +19,52 @@ from advjax.losses import ce
 BLACK_BOX_NAMES = ("square", "hopskipjump", "hsj", "one_pixel", "onepixel", "boundary")
 
 
+def non_finite_gradient_warning(count: int, total: int) -> str:
+    """The warning for ``count`` of ``total`` examples whose input gradient has a NaN or inf."""
+    return (
+        f"{count} of {total} examples have a NaN or infinite input gradient of the "
+        "cross-entropy: gradient attacks take no step on them, so their robust accuracy is an "
+        "upper bound at best; the model is numerically unstable there (e.g. log(softmax(z)) "
+        "instead of log_softmax(z)): fix the model, or add a black-box attack such as square."
+    )
+
+
+def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
+    """Per example ``[N]``: whether the cross-entropy's input gradient has a NaN or inf.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.eval import non_finite_gradient_mask
+      >>> unstable = lambda x: jnp.log(jnp.stack([x[:, 0], 1 - x[:, 0]], -1))
+      >>> non_finite_gradient_mask(unstable, jnp.array([[0.0], [0.5]]), jnp.array([0, 0]), 2)
+      array([ True, False])
+    """
+
+    @jax.jit
+    def mask(xb, yb):
+        grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), yb)))(xb)
+        return ~jnp.all(jnp.isfinite(grad).reshape(grad.shape[0], -1), -1)
+
+    parts = [
+        np.asarray(mask(jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size])))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
+def _largest_change(first: np.ndarray, second: np.ndarray) -> float:
+    """Largest difference between two calls' logits; NaN/inf in the same places count as equal."""
+    if not first.size:
+        return 0.0
+    same_pattern = np.array_equal(np.isfinite(first), np.isfinite(second)) and np.array_equal(
+        first[~np.isfinite(first)], second[~np.isfinite(second)], equal_nan=True
+    )
+    if not same_pattern:
+        return float("inf")
+    both = np.isfinite(first)
+    return float(np.max(np.abs(first[both] - second[both]), initial=0.0))
+
+
 def gradient_masking_checks(
     logits_fn,
     x,
@@ -28,6 +74,7 @@ def gradient_masking_checks(
     black_box_accuracy: float | None = None,
     white_box_accuracy: float | None = None,
     tolerance: float = 1e-6,
+    warn_non_finite: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
     """Model-level checks: zero input gradients, non-deterministic logits, black box vs white box.
 
@@ -40,6 +87,8 @@ def gradient_masking_checks(
       black_box_accuracy: robust accuracy under the best black-box attack, if any.
       white_box_accuracy: robust accuracy under the best white-box attack.
       tolerance: largest logit difference between two identical calls.
+      warn_non_finite: warn about NaN/inf input gradients in this batch (callers
+        that count them over all examples pass ``False`` and warn themselves).
 
     Returns:
       ``(figures, warnings)``.
@@ -54,17 +103,22 @@ def gradient_masking_checks(
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), y)))(x)
-    per_example = jnp.max(jnp.abs(grad).reshape(grad.shape[0], -1), -1)
-    zero_share = float(jnp.mean(per_example == 0))
+    finite = np.asarray(jnp.all(jnp.isfinite(grad).reshape(grad.shape[0], -1), -1))
+    per_example = np.asarray(jnp.max(jnp.abs(grad).reshape(grad.shape[0], -1), -1))
+    zero_share = float(np.mean((per_example == 0) & finite))
     coordinate_share = float(jnp.mean(grad == 0))
     first, second = np.asarray(logits_fn(x)), np.asarray(logits_fn(x))
-    logit_change = float(np.max(np.abs(first - second))) if first.size else 0.0
+    logit_change = _largest_change(first, second)
     figures: dict[str, Any] = {
         "zero_gradient_share": zero_share,
         "zero_gradient_coordinate_share": coordinate_share,
+        "non_finite_gradient_share": float(np.mean(~finite)),
+        "non_finite_logits_share": float(np.mean(~np.all(np.isfinite(first), -1))),
         "logits_max_abs_change": logit_change,
     }
     warnings = []
+    if warn_non_finite and not finite.all():
+        warnings.append(non_finite_gradient_warning(int((~finite).sum()), len(finite)))
     if zero_share > zero_gradient_threshold:
         warnings.append(
             f"{100 * zero_share:.1f}% of examples have an all-zero input gradient: gradients may "

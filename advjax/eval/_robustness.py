@@ -12,9 +12,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advjax._checks import check_epsilon, check_inputs, check_positive_int
-from advjax.attacks import Attack, LogitsFn, get_threat_model, over_epsilons
-from advjax.eval._diagnostics import curve_checks, gradient_masking_checks
+from advjax._checks import as_int_labels, check_batch, check_epsilon, check_positive_int
+from advjax.attacks import (
+    Attack,
+    LogitsFn,
+    get_threat_model,
+    is_successful,
+    over_epsilons,
+    predicted_class,
+)
+from advjax.attacks._guard import Constraints, verify
+from advjax.eval._diagnostics import (
+    curve_checks,
+    gradient_masking_checks,
+    non_finite_gradient_mask,
+    non_finite_gradient_warning,
+)
+
+REJECTION_REASONS = ("non_finite", "outside_ball", "outside_box")
 
 AttackFactory = Callable[[jax.Array], Attack]
 
@@ -33,6 +48,9 @@ class AttackResult:
       median_norm: likewise, the median.
       seconds: wall time of the attack over all budgets and batches, compile
         included.
+      rejected: per reason (``non_finite``, ``outside_ball``, ``outside_box``),
+        per budget, how many returned points failed that check and so were not
+        counted as adversarial examples, however they were classified.
     """
 
     name: str
@@ -41,6 +59,7 @@ class AttackResult:
     mean_norm: list[float]
     median_norm: list[float]
     seconds: float
+    rejected: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -114,7 +133,7 @@ def _batched(x: np.ndarray, y: np.ndarray, batch_size: int):
         yield xb, yb, valid
 
 
-def _summarise(name, correct, broken, norms, seconds) -> AttackResult:
+def _summarise(name, correct, broken, norms, seconds, rejected=None) -> AttackResult:
     """Turns per-budget ``broken[E, N]`` and ``norms[E, N]`` into an :class:`AttackResult`.
 
     An example broken at some budget counts as broken at every larger one, with
@@ -130,18 +149,28 @@ def _summarise(name, correct, broken, norms, seconds) -> AttackResult:
         found = norm_at_first[broken_by[e]]
         mean_norm.append(float(found.mean()) if found.size else float("nan"))
         median_norm.append(float(np.median(found)) if found.size else float("nan"))
-    return AttackResult(name, robust, success, mean_norm, median_norm, seconds)
+    return AttackResult(name, robust, success, mean_norm, median_norm, seconds, rejected or {})
 
 
-def _make_sweep(logits_fn, factory, epsilons, norm_fn):
+def _make_sweep(logits_fn, factory, epsilons, threat, clip_min, clip_max):
+    """A jitted ``(x, y, key) -> (broken[E, B], norms[E, B], rejected{reason: [E, B]})``.
+
+    A point counts as broken only when its logits are finite and misclassify it
+    and it passes :func:`advjax.attacks._guard.verify` for that budget.
+    """
     sweep = over_epsilons(factory, epsilons)
 
     @jax.jit
     def run(x, y, key):
         x_adv = sweep(logits_fn, x, y, key=key)
-        predictions = jax.vmap(lambda xa: jnp.argmax(logits_fn(xa), axis=-1))(x_adv)
-        norms = jax.vmap(lambda xa: norm_fn(xa - x))(x_adv)
-        return predictions != y[None], norms
+
+        def judge(xa, eps):
+            checks = verify(x, xa, Constraints(threat, eps, clip_min, clip_max))
+            fooled = is_successful(logits_fn(xa), y, False) & checks["valid"]
+            norms = threat.norm(xa.astype(jnp.float32) - x.astype(jnp.float32))
+            return fooled, norms, {r: checks[r] for r in REJECTION_REASONS}
+
+        return jax.vmap(judge)(x_adv, epsilons)
 
     return run
 
@@ -170,7 +199,7 @@ def evaluate(
     Args:
       logits_fn: the eval-mode model, ``x[B, ...] -> logits[B, K]``.
       x: inputs ``[N, ...]`` in ``[clip_min, clip_max]`` (numpy or jax).
-      y: integer labels ``[N]``.
+      y: integer labels ``[N]`` or one-hot/probability rows ``[N, K]`` (their argmax).
       attacks: ``{name: eps -> attack}``, e.g.
         ``{"pgd": lambda e: advjax.pgd(e, steps=20, restarts=5)}``.
       epsilons: strictly increasing budgets, measured in ``norm``.
@@ -192,7 +221,14 @@ def evaluate(
         device count divides, the report is the same as without sharding.
 
     Returns:
-      A :class:`RobustnessReport`.
+      A :class:`RobustnessReport`. An example counts as broken only if the
+      attack's point is finite, inside the ``eps``-ball of ``norm`` (1e-6
+      relative slack) and inside ``[clip_min, clip_max]``, and its logits are
+      finite; each attack's ``rejected`` counts the points that failed.
+
+    Raises:
+      TypeError, ValueError, InvalidInputError: bad inputs, labels, budgets or
+        options (see ``docs/validation.md``), before any attack runs.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -207,9 +243,8 @@ def evaluate(
       1.0
     """
     x, y = np.asarray(x), np.asarray(y)
-    check_inputs(x, y, clip_min, clip_max)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"evaluate needs integer labels [N], got dtype {y.dtype} shape {y.shape}.")
+    check_batch(logits_fn, x, y, clip_min, clip_max)
+    y = np.asarray(as_int_labels(y))
     if not attacks:
         raise ValueError("attacks is empty: give at least one {name: eps -> attack}.")
     batch_size = min(check_positive_int(batch_size, "batch_size"), len(x))
@@ -217,7 +252,7 @@ def evaluate(
         batch_size = -(-batch_size // sharding.num_devices) * sharding.num_devices
     epsilons_array = _validated_epsilons(epsilons)
     threat = get_threat_model(norm)
-    predict = jax.jit(lambda xb: jnp.argmax(logits_fn(xb), axis=-1))
+    predict = jax.jit(lambda xb: predicted_class(logits_fn(xb)))
 
     def _batches():
         """``_batched``, each batch placed with ``sharding`` when one is given."""
@@ -231,18 +266,26 @@ def evaluate(
     )
     results, all_broken, all_norms = [], [], []
     for attack_index, (name, factory) in enumerate(attacks.items()):
-        run = _make_sweep(logits_fn, factory, jnp.asarray(epsilons_array), threat.norm)
+        run = _make_sweep(
+            logits_fn, factory, jnp.asarray(epsilons_array), threat, clip_min, clip_max
+        )
         attack_key = jax.random.fold_in(key, attack_index)
         broken, norms = [], []
+        rejected = {reason: np.zeros(len(epsilons_array), np.int64) for reason in REJECTION_REASONS}
         started = time.perf_counter()
         for batch_index, (xb, yb, valid) in enumerate(_batches()):
-            batch_broken, batch_norms = run(xb, yb, jax.random.fold_in(attack_key, batch_index))
+            batch_broken, batch_norms, batch_rejected = run(
+                xb, yb, jax.random.fold_in(attack_key, batch_index)
+            )
             broken.append(np.asarray(batch_broken)[:, :valid])
             norms.append(np.asarray(batch_norms)[:, :valid])
+            for reason, mask in batch_rejected.items():
+                rejected[reason] += np.asarray(mask)[:, :valid].sum(axis=1)
         seconds = time.perf_counter() - started
         all_broken.append(np.concatenate(broken, axis=1))
         all_norms.append(np.concatenate(norms, axis=1))
-        results.append(_summarise(name, correct, all_broken[-1], all_norms[-1], seconds))
+        rejected = {reason: counts.tolist() for reason, counts in rejected.items()}
+        results.append(_summarise(name, correct, all_broken[-1], all_norms[-1], seconds, rejected))
 
     any_broken = np.any(all_broken, axis=0)
     smallest_norm = np.min(
@@ -260,11 +303,22 @@ def evaluate(
         attacks=results,
         worst_case=worst,
     )
+    non_finite = non_finite_gradient_mask(logits_fn, x, y, batch_size)
+    report.diagnostics["non_finite_gradient_examples"] = int(non_finite.sum())
+    if non_finite.any():
+        report.warnings.append(non_finite_gradient_warning(int(non_finite.sum()), len(x)))
+    rejected_total = sum(sum(sum(c) for c in r.rejected.values()) for r in results)
+    if rejected_total:
+        report.warnings.append(
+            f"{rejected_total} returned points were not finite, outside the eps-ball or outside "
+            "the valid range and were not counted as adversarial examples (see each attack's "
+            "'rejected'): an attack does not keep its threat model."
+        )
     if diagnostics:
         model_figures, model_warnings = gradient_masking_checks(
-            logits_fn, x[:batch_size], y[:batch_size]
+            logits_fn, x[:batch_size], y[:batch_size], warn_non_finite=False
         )
         curve_figures, curve_warnings = curve_checks(report, tuple(black_box))
-        report.diagnostics = {**model_figures, **curve_figures}
-        report.warnings = model_warnings + curve_warnings
+        report.diagnostics.update({**model_figures, **curve_figures})
+        report.warnings.extend(model_warnings + curve_warnings)
     return report

@@ -16,6 +16,23 @@ import jax.numpy as jnp
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
 
+def require_classes(logits: jax.Array, needed: int, loss_name: str) -> None:
+    """Refuses, while tracing, logits with fewer than ``needed`` classes for ``loss_name``.
+
+    A loss evaluated below its class count is silently constant (a negative
+    index past the class axis is clamped), so an attack on it would stall.
+
+    Raises:
+      ValueError: naming the loss, the class count it needs and the count it got.
+    """
+    if logits.ndim < 1 or logits.shape[-1] < needed:
+        got = logits.shape[-1] if logits.ndim else 0
+        raise ValueError(
+            f"the {loss_name!r} loss needs logits with at least {needed} classes, got {got}; "
+            "use 'ce' (or 'cw' with 2 classes) for models with fewer classes."
+        )
+
+
 def as_probabilities(target: jax.Array, num_classes: int) -> jax.Array:
     """Returns soft targets ``[B, K]`` from integer labels ``[B]`` or soft targets."""
     if jnp.issubdtype(target.dtype, jnp.integer):
@@ -46,6 +63,7 @@ def ce(logits: jax.Array, target: jax.Array) -> jax.Array:
       >>> round(float(losses.ce(jnp.array([[2.0, 0.0]]), jnp.array([0]))[0]), 3)
       0.127
     """
+    require_classes(logits, 2, "ce")
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     return -jnp.sum(as_probabilities(target, logits.shape[-1]) * log_probs, axis=-1)
 
@@ -72,6 +90,7 @@ def cw_margin(logits: jax.Array, target: jax.Array, confidence: float | None = N
       >>> losses.cw_margin(jnp.array([[2.0, 0.5, 1.0]]), jnp.array([0]))
       Array([-1.], dtype=float32)
     """
+    require_classes(logits, 2, "cw")
     logits = logits.astype(jnp.float32)
     labels = as_labels(target)
     one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=bool)
@@ -97,6 +116,7 @@ def kl(logits: jax.Array, target: jax.Array) -> jax.Array:
       >>> abs(float(losses.kl(jnp.array([[1.0, 2.0]]), p)[0])) < 1e-6
       True
     """
+    require_classes(logits, 2, "kl")
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     p = as_probabilities(target, logits.shape[-1])
     return jnp.sum(jax.scipy.special.xlogy(p, p) - p * log_probs, axis=-1)
@@ -114,6 +134,7 @@ def dlr(logits: jax.Array, target: jax.Array) -> jax.Array:
       >>> round(float(losses.dlr(jnp.array([[3.0, 1.0, 0.0]]), jnp.array([0]))[0]), 3)
       -0.667
     """
+    require_classes(logits, 3, "dlr")
     logits = logits.astype(jnp.float32)
     sorted_logits = jnp.sort(logits, axis=-1)
     scale = sorted_logits[:, -1] - sorted_logits[:, -3] + 1e-12
@@ -133,6 +154,7 @@ def dlr_targeted(logits: jax.Array, labels: jax.Array, target: jax.Array) -> jax
       >>> round(float(losses.dlr_targeted(z, jnp.array([0]), jnp.array([1]))[0]), 3)
       -0.571
     """
+    require_classes(logits, 4, "dlr_targeted")
     logits = logits.astype(jnp.float32)
     sorted_logits = jnp.sort(logits, axis=-1)
     scale = sorted_logits[:, -1] - 0.5 * (sorted_logits[:, -3] + sorted_logits[:, -4]) + 1e-12

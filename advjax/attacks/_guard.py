@@ -1,0 +1,213 @@
+"""Every attack's contract, enforced in one place.
+
+:func:`guarded` wraps the inner loop of each attack factory: it runs the
+validation layer (:mod:`advjax._checks`) on the inputs, runs the loop in
+float32 (float64 for float64 inputs) and hands back a result that provably
+keeps the invariants, measured on the returned values in the input's dtype:
+
+- finite everywhere (an example whose result is not finite gets the input back);
+- inside the threat model's ``eps``-ball around the input (1e-6 relative slack
+  for the norm's own rounding), the rounding to the input dtype taken towards
+  the input so that it never adds size;
+- inside the declared box ``[clip_min, clip_max]``.
+
+:func:`verify` re-checks those invariants wherever a point is counted as an
+adversarial example and says which ones failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from advjax._checks import (
+    as_targets,
+    check_batch,
+    check_classes,
+    check_epsilon,
+    check_range,
+)
+from advjax.attacks._threat import ThreatModel, get_threat_model, per_example_value
+
+#: Relative slack on ``norm(x_adv - x) <= eps`` for the norm's own rounding.
+BALL_SLACK = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraints:
+    """Where an attack's outputs must lie: the ``eps``-ball of ``threat`` and the box.
+
+    ``eps`` is ``None`` for a minimum-norm attack with no budget (only the box
+    and finiteness then bind). Attached to every built attack as ``attack.constraints``.
+    """
+
+    threat: ThreatModel | None
+    eps: Any
+    clip_min: float
+    clip_max: float
+
+
+def compute_dtype(dtype) -> jnp.dtype:
+    """float64 for float64 inputs, float32 for every other floating dtype."""
+    return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
+
+
+def inward_box(clip_min: float, clip_max: float, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The box ends as values of ``dtype``, rounded inwards so they lie inside the real box."""
+    dtype = jnp.dtype(dtype)
+    low, high = np.asarray(clip_min, dtype), np.asarray(clip_max, dtype)
+    if float(low) < clip_min:
+        low = np.nextafter(low, np.asarray(np.inf, dtype))
+    if float(high) > clip_max:
+        high = np.nextafter(high, np.asarray(-np.inf, dtype))
+    return low, high
+
+
+def _per_example(mask_of_values: jax.Array) -> jax.Array:
+    return jnp.all(mask_of_values.reshape(mask_of_values.shape[0], -1), axis=-1)
+
+
+def finite_gradient(grad: jax.Array) -> jax.Array:
+    """``grad`` with every example whose gradient has a NaN or inf set to zero (no step)."""
+    ok = _per_example(jnp.isfinite(grad))
+    return jnp.where(per_example_value(ok, grad) > 0, grad, jnp.zeros_like(grad))
+
+
+def add_towards(x: jax.Array, delta: jax.Array) -> jax.Array:
+    """``x + delta`` in ``x.dtype``, rounded so that ``|result - x| <= |delta|`` exactly.
+
+    ``delta`` is in the compute dtype. The sum is taken with its exact rounding
+    error (Knuth's two-sum); where rounding to ``x.dtype`` went past the exact
+    ``x + delta``, the result steps one unit back towards ``x``.
+    """
+    xc = x.astype(delta.dtype)
+    total = xc + delta
+    back = total - xc
+    error = (xc - (total - back)) + (delta - back)  # xc + delta == total + error exactly
+    out = total.astype(x.dtype)
+    outc = out.astype(delta.dtype)
+    past_up = (outc > total) | ((outc == total) & (error < 0))
+    past_down = (outc < total) | ((outc == total) & (error > 0))
+    overshoot = jnp.where(delta > 0, past_up, jnp.where(delta < 0, past_down, outc != xc))
+    return jnp.where(overshoot, jnp.nextafter(out, x), out)
+
+
+def enforce(x: jax.Array, x_adv: jax.Array, constraints: Constraints) -> jax.Array:
+    """Returns ``x_adv`` in ``x.dtype``, finite, inside the ball and the box.
+
+    The perturbation is projected onto the ball (a no-op for a point already
+    inside), added to ``x`` with rounding towards ``x`` and clipped to the box
+    rounded inwards. An example that still fails :func:`verify` (or whose
+    ``x_adv`` was not finite) gets ``x`` itself back.
+    """
+    work = compute_dtype(x.dtype)
+    xc, candidate = x.astype(work), x_adv.astype(work)
+    finite = _per_example(jnp.isfinite(candidate))
+    delta = jnp.where(per_example_value(finite, candidate) > 0, candidate - xc, 0.0)
+    if constraints.eps is not None:
+        delta = constraints.threat.project(delta, jnp.asarray(constraints.eps, work))
+    out = add_towards(x, delta.astype(work))
+    low, high = inward_box(constraints.clip_min, constraints.clip_max, x.dtype)
+    out = jnp.clip(out, low, high)
+    ok = verify(x, out, constraints)["valid"]
+    return jnp.where(per_example_value(ok, out) > 0, out, x)
+
+
+def verify(x, x_adv, constraints: Constraints) -> dict[str, jax.Array]:
+    """Per example ``[B]``: whether ``x_adv`` is an admissible point, and why not.
+
+    Returns:
+      ``{"valid", "non_finite", "outside_ball", "outside_box"}`` boolean masks;
+      ``valid`` is true when the point is finite, its perturbation's norm is at
+      most ``eps * (1 + 1e-6)`` (no ball when ``eps`` is ``None``) and every value
+      is inside ``[clip_min, clip_max]``.
+    """
+    work = compute_dtype(jnp.result_type(x))
+    xc, xa = jnp.asarray(x).astype(work), jnp.asarray(x_adv).astype(work)
+    non_finite = ~_per_example(jnp.isfinite(xa))
+    safe = jnp.where(jnp.isfinite(xa), xa, xc)
+    low, high = constraints.clip_min, constraints.clip_max
+    outside_box = ~_per_example((safe >= low) & (safe <= high)) & ~non_finite
+    if constraints.eps is None:
+        outside_ball = jnp.zeros_like(non_finite)
+    else:
+        threat = constraints.threat
+        eps = jnp.broadcast_to(jnp.asarray(constraints.eps, work), non_finite.shape)
+        outside_ball = (threat.norm(safe - xc) > eps * (1 + BALL_SLACK)) & ~non_finite
+    valid = ~(non_finite | outside_box | outside_ball)
+    return dict(
+        valid=valid, non_finite=non_finite, outside_ball=outside_ball, outside_box=outside_box
+    )
+
+
+def admissible(attack, x, x_adv) -> jax.Array:
+    """Per example ``[B]``: whether ``x_adv`` may count as ``attack``'s adversarial example.
+
+    Uses ``attack.constraints`` when the attack has them (every built advjax
+    attack does); for any other callable, only finiteness can be checked.
+    """
+    constraints = getattr(attack, "constraints", None)
+    if constraints is None:
+        return _per_example(jnp.isfinite(jnp.asarray(x_adv)))
+    return verify(x, x_adv, constraints)["valid"]
+
+
+def guarded(
+    run,
+    *,
+    name: str,
+    eps,
+    norm: str | ThreatModel | None,
+    clip_min: float,
+    clip_max: float,
+    min_classes: int = 2,
+    tuple_output: bool = False,
+):
+    """Wraps an attack's inner ``run(logits_fn, x, y, *, key)`` with the validation layer.
+
+    The returned attack checks ``x``, ``y`` and ``eps`` (static checks while
+    tracing, value checks alive under ``jax.jit``), checks the model's class
+    count against ``min_classes``, runs ``run`` on float32 inputs (float64 for
+    float64) with labels as int32 or float32 rows, and returns a result that
+    :func:`enforce` made admissible, in the input's dtype.
+
+    Args:
+      run: the attack's loop.
+      name: the attack's name, used in error messages.
+      eps: the budget (``None``: no ball, a minimum-norm attack).
+      norm: the threat model of ``eps``.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+      min_classes: the fewest classes the attack can work with.
+      tuple_output: ``run`` returns ``(x_adv, *extras)``; extras pass through.
+
+    Returns:
+      ``attack(logits_fn, x, y, *, key)`` with ``attack.constraints`` set.
+    """
+    check_range(clip_min, clip_max)
+    check_epsilon(eps)
+    threat = get_threat_model(norm) if norm is not None else None
+    constraints = Constraints(threat, eps, float(clip_min), float(clip_max))
+
+    @functools.wraps(run)
+    def attack(logits_fn, x, y, *, key):
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        num_classes = check_batch(logits_fn, x, y, clip_min, clip_max)
+        check_classes(num_classes, min_classes, name)
+        check_epsilon(eps)
+        out = run(logits_fn, x.astype(compute_dtype(x.dtype)), as_targets(y), key=key)
+        x_fixed = jax.lax.stop_gradient(x)
+        if tuple_output:
+            x_adv, *extras = out
+            return (enforce(x_fixed, jax.lax.stop_gradient(x_adv), constraints), *extras)
+        return enforce(x_fixed, jax.lax.stop_gradient(out), constraints)
+
+    attack.constraints = constraints
+    attack.attack_name = name
+    attack.min_classes = min_classes
+    return attack
