@@ -145,12 +145,24 @@ def verify(x, x_adv, constraints: Constraints) -> dict[str, jax.Array]:
     )
 
 
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def admissible(attack, x, x_adv) -> jax.Array:
     """Per example ``[B]``: whether ``x_adv`` may count as ``attack``'s adversarial example.
 
     Uses ``attack.constraints`` when the attack has them (every built advjax
-    attack does); for any other callable, only finiteness can be checked.
+    attack does); for any other callable, only finiteness can be checked. An
+    attack whose output already passed :func:`enforce` (``attack.enforced``)
+    needs no second check.
     """
+    if getattr(attack, "enforced", False):
+        return jnp.ones(jnp.shape(x_adv)[0], bool)
     constraints = getattr(attack, "constraints", None)
     if constraints is None:
         return _per_example(jnp.isfinite(jnp.asarray(x_adv)))
@@ -193,6 +205,8 @@ def guarded(
     check_epsilon(eps)
     threat = get_threat_model(norm) if norm is not None else None
     constraints = Constraints(threat, eps, float(clip_min), float(clip_max))
+    # Called eagerly, the loop is compiled once per model and shapes, not at every call.
+    compiled_run = jax.jit(run, static_argnums=0)
 
     @functools.wraps(run)
     def attack(logits_fn, x, y, *, key):
@@ -200,7 +214,8 @@ def guarded(
         num_classes = check_batch(logits_fn, x, y, clip_min, clip_max)
         check_classes(num_classes, min_classes, name)
         check_epsilon(eps)
-        out = run(logits_fn, x.astype(compute_dtype(x.dtype)), as_targets(y), key=key)
+        inner = compiled_run if _hashable(logits_fn) else run
+        out = inner(logits_fn, x.astype(compute_dtype(x.dtype)), as_targets(y), key=key)
         x_fixed = jax.lax.stop_gradient(x)
         if tuple_output:
             x_adv, *extras = out
@@ -208,6 +223,7 @@ def guarded(
         return enforce(x_fixed, jax.lax.stop_gradient(out), constraints)
 
     attack.constraints = constraints
+    attack.enforced = True
     attack.attack_name = name
     attack.min_classes = min_classes
     return attack

@@ -104,6 +104,7 @@ def with_restarts(
         return jax.lax.stop_gradient(_input_where_invalid(best[0], x, attack))
 
     restarted.constraints = getattr(attack, "constraints", None)
+    restarted.enforced = getattr(attack, "enforced", False)
     return restarted
 
 
@@ -217,10 +218,13 @@ def targeted(targeted_attack: Attack, targets="random") -> Attack:
     """
 
     def attack(logits_fn, x, y, *, key):
+        _check_composite([targeted_attack], logits_fn, x, y)
         target_key, attack_key = jax.random.split(key)
         goals = choose_targets(logits_fn(x), y, targets, target_key)
         return targeted_attack(logits_fn, x, goals, key=attack_key)
 
+    attack.constraints = getattr(targeted_attack, "constraints", None)
+    attack.enforced = getattr(targeted_attack, "enforced", False)
     return attack
 
 
@@ -255,6 +259,7 @@ def early_stop(attack: Attack, *, targeted: bool = False) -> Attack:
         return jax.lax.stop_gradient(jax.lax.cond(jnp.all(done), lambda _: x, run, None))
 
     stopped.constraints = getattr(attack, "constraints", None)
+    stopped.enforced = getattr(attack, "enforced", False)
     return stopped
 
 

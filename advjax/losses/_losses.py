@@ -34,15 +34,15 @@ def require_classes(logits: jax.Array, needed: int, loss_name: str) -> None:
 
 
 def as_probabilities(target: jax.Array, num_classes: int) -> jax.Array:
-    """Returns soft targets ``[B, K]`` from integer labels ``[B]`` or soft targets."""
-    if jnp.issubdtype(target.dtype, jnp.integer):
+    """Returns soft targets ``[B, K]`` from integer labels ``[B]`` or rows ``[B, K]``."""
+    if target.ndim == 1:
         return jax.nn.one_hot(target, num_classes, dtype=jnp.float32)
-    return target
+    return target.astype(jnp.float32)
 
 
 def as_labels(target: jax.Array) -> jax.Array:
-    """Returns integer labels ``[B]``: the labels themselves or the argmax of soft targets."""
-    if jnp.issubdtype(target.dtype, jnp.integer):
+    """Returns integer labels ``[B]``: the labels themselves or the argmax of rows ``[B, K]``."""
+    if target.ndim == 1:
         return target
     return jnp.argmax(target, axis=-1)
 
