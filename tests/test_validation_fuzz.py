@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import advjax
 from advjax.attacks import with_restarts, worst_case
+from advjax.certify import UnsupportedPrimitiveError
 from advjax.attacks._transforms import early_stop, targeted
 
 FEATURES = 6
@@ -97,6 +98,7 @@ CLEAR_ERROR = (
     "labels y",
     "label rows",
     "eps",
+    "sigma",
 )
 
 
@@ -262,8 +264,188 @@ def test_fuzz_interval_bounds(kind, ends, seed):
     ok = ~np.isnan(values)
     slack = 1e-4 * (1 + np.abs(values))
     assert np.all(~ok | (values >= lo - slack)) and np.all(~ok | (values <= hi + slack))
+    if kind == "dense_relu":  # CROWN: the same soundness on any box
+        lo, hi = _crown()(jnp.asarray(lower), jnp.asarray(upper))
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        assert not np.any(np.isnan(lo)) and not np.any(np.isnan(hi))
+        assert np.all(values >= lo - slack) and np.all(values <= hi + slack)
+
+
+@functools.cache
+def _crown():
+    return jax.jit(advjax.certify.crown_bounds(_interval_fn("dense_relu")))
 
 
 @functools.cache
 def _bounds(kind):
     return jax.jit(advjax.certify.interval_bounds(_interval_fn(kind)))
+
+
+# Evaluation, AutoAttack, certification, smoothing and training steps -------------------
+
+EVAL_EPSILONS = [0.0, 0.1]
+AUTOATTACK_ENSEMBLE = {
+    "apgd-ce": advjax.apgd(0.1, steps=3),
+    "square": advjax.square(0.1, queries=4),
+}
+
+
+def _entry_case(data, allow_jit=False):
+    batch, model, dtype, labels, _ = data.draw(st.sampled_from(CONFIGS), "config")
+    logits_fn, classes = MODELS[model]
+    input_fault = data.draw(st.sampled_from(INPUT_FAULTS), "input_fault")
+    label_fault = data.draw(st.sampled_from(LABEL_FAULTS), "label_fault")
+    if labels == "int" and label_fault == "bad_row":
+        label_fault = "none"
+    seed = data.draw(st.integers(0, 2**16), "seed")
+    x, y = _case(seed, batch, classes, dtype, labels, input_fault, label_fault)
+    invalid = input_fault in ("nan", "inf", "above", "below") or label_fault != "none"
+    return logits_fn, classes, x, y, invalid, seed
+
+
+def _expect_clear_error(call):
+    with pytest.raises((ValueError, TypeError)) as error:
+        jax.block_until_ready(call())
+    message = str(error.value)
+    assert any(fragment in message for fragment in CLEAR_ERROR), message[-500:]
+
+
+def _int_labels(y):
+    return np.asarray(y if y.ndim == 1 else np.argmax(np.asarray(y), -1))
+
+
+@_fuzz(300)
+@given(data=st.data())
+def test_fuzz_evaluate(data):
+    logits_fn, _, x, y, invalid, seed = _entry_case(data)
+
+    def call():
+        return advjax.eval.evaluate(
+            logits_fn,
+            x,
+            y,
+            {"fgsm": advjax.fgsm},
+            EVAL_EPSILONS,
+            key=jax.random.key(seed),
+            diagnostics=False,
+        )
+
+    if invalid:
+        _expect_clear_error(call)
+        return
+    report = call()
+    robust = report.attacks[0].robust_accuracy
+    assert all(r <= report.clean_accuracy for r in robust) and robust[1] <= robust[0]
+    assert report.attacks[0].rejected == {k: [0, 0] for k in report.attacks[0].rejected}
+    assert isinstance(report.diagnostics["non_finite_gradient_examples"], int)
+
+
+@_fuzz(300)
+@given(data=st.data())
+def test_fuzz_autoattack(data):
+    logits_fn, _, x, y, invalid, seed = _entry_case(data)
+
+    def call():
+        return advjax.eval.autoattack(
+            logits_fn,
+            x,
+            y,
+            eps=0.1,
+            key=jax.random.key(seed),
+            version="custom",
+            attacks=AUTOATTACK_ENSEMBLE,
+            diagnostics=False,
+        )
+
+    if invalid:
+        _expect_clear_error(call)
+        return
+    result = call()
+    clean = np.asarray(predicted(logits_fn, x)) == _int_labels(y)
+    assert np.all(~result.robust | clean) and result.robust_accuracy <= result.clean_accuracy
+    broken = clean & ~result.robust
+    delta = np.asarray(result.x_adv, np.float64) - np.asarray(x.astype(jnp.float32), np.float64)
+    assert np.all(np.abs(delta[broken]) <= 0.1 * (1 + 1e-6))
+    assert np.all((result.x_adv >= 0) & (result.x_adv <= 1))
+
+
+def predicted(logits_fn, x):
+    return advjax.attacks.predicted_class(logits_fn(x.astype(jnp.float32)))
+
+
+@_fuzz(300)
+@given(data=st.data(), method=st.sampled_from(["ibp", "crown"]))
+def test_fuzz_certified_accuracy(data, method):
+    logits_fn, _, x, y, invalid, seed = _entry_case(data)
+    eps = data.draw(st.sampled_from([0.0, 0.05, -0.05, float("nan")]), "eps")
+
+    def call():
+        return advjax.certify.certified_accuracy(logits_fn, x, y, eps, method=method)
+
+    if invalid or not eps >= 0:
+        _expect_clear_error(call)
+        return
+    if method == "crown" and logits_fn is MODELS["nan_grad4"][0]:
+        with pytest.raises(UnsupportedPrimitiveError, match="reduce_max"):
+            call()  # softmax has no CROWN rule: a clear error that names the operation
+        return
+    certified = np.asarray(call())
+    clean = np.asarray(predicted(logits_fn, x)) == _int_labels(y)
+    assert np.all(~certified | clean)  # certified implies correctly classified
+
+
+@_fuzz(300)
+@given(data=st.data(), sigma=st.sampled_from([0.25, 0.0, -1.0, float("nan")]))
+def test_fuzz_smoothing_counts(data, sigma):
+    logits_fn, _, x, _, invalid, seed = _entry_case(data)
+
+    def call():
+        return advjax.certify.sample_counts(
+            logits_fn, x[0], sigma=sigma, n=16, key=jax.random.key(seed), batch_size=8
+        )
+
+    if (invalid and not np.all(np.isfinite(np.asarray(x[0], np.float32)))) or not sigma > 0:
+        _expect_clear_error(call)
+        return
+    counts = np.asarray(call())
+    assert counts.min() >= 0 and counts.sum() <= 16
+
+
+@functools.cache
+def _train_step(classes):
+    import optax
+    from flax import linen as nn
+
+    class Linear(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            return nn.Dense(classes)(x.reshape(x.shape[0], -1))
+
+    model = Linear()
+    params = model.init(jax.random.key(0), jnp.zeros((1, FEATURES)))["params"]
+    state = advjax.train.TrainState.create(
+        apply_fn=model.apply, params=params, tx=optax.sgd(0.1), batch_stats={}
+    )
+    return state, advjax.train.make_step(advjax.train.standard())
+
+
+@_fuzz(300)
+@given(data=st.data())
+def test_fuzz_training_step(data):
+    _, classes, x, y, _, seed = _entry_case(data)
+    state, step = _train_step(classes)
+
+    def call():
+        fresh = jax.tree.map(jnp.copy, state)  # the step donates its state
+        return step(fresh, (x.astype(jnp.float32), y), jax.random.key(seed))[1]["loss"]
+
+    # Training checks finiteness and labels; the input range is the attacks' to check.
+    x32 = np.asarray(x.astype(jnp.float32))
+    label_bad = y.ndim == 1 and (np.min(np.asarray(y)) < 0 or np.max(np.asarray(y)) >= classes)
+    label_bad = label_bad or (y.ndim == 2 and not np.allclose(np.asarray(y).sum(-1), 1))
+    if not np.all(np.isfinite(x32)) or label_bad:
+        with pytest.raises(Exception) as error:  # noqa: PT011 - message checked below
+            jax.block_until_ready(call())
+        assert any(fragment in str(error.value) for fragment in CLEAR_ERROR)
+        return
+    assert np.isfinite(float(call()))

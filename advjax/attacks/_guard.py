@@ -224,6 +224,18 @@ def guarded(
 
     attack.constraints = constraints
     attack.enforced = True
+    # Transforms that repeat an attack (restarts) wrap its loop and validate once.
+    attack.inner = run
+    attack.rewrap = functools.partial(
+        guarded,
+        name=name,
+        eps=eps,
+        norm=norm,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        min_classes=min_classes,
+        tuple_output=tuple_output,
+    )
     attack.attack_name = name
     attack.min_classes = min_classes
     return attack

@@ -63,6 +63,10 @@ def with_restarts(
     """
     restarts = check_positive_int(restarts, "restarts")
     loss_fn = get_loss(loss)
+    if getattr(attack, "rewrap", None) is not None and getattr(attack, "inner", None) is not None:
+        # An advjax attack: restart its loop and validate inputs / enforce outputs once.
+        inner = with_restarts(attack.inner, restarts, loss=loss, targeted=targeted, batched=batched)
+        return attack.rewrap(inner)
 
     def score(logits_fn, x, x_adv, y):
         _, (per_example, logits) = attack_objective(logits_fn, loss_fn, y, targeted)(x_adv)
@@ -89,18 +93,19 @@ def with_restarts(
 
     def restarted(logits_fn, x, y, *, key):
         keys = restart_keys(key, restarts).at[0].set(key)
-        first = run_one(logits_fn, x, y, keys[0])
-        if restarts == 1:
-            return _input_where_invalid(*first[:1], x, attack)
-        if batched:
-            others = jax.vmap(lambda k: run_one(logits_fn, x, y, k))(keys[1:])
-            best, _ = jax.lax.scan(lambda b, c: (keep_stronger(b, c), None), first, others)
-        else:
+        if restarts == 1 or not batched:
+            # Every run inside one scan: one set of the attack's buffers, whatever ``restarts``.
+            batch = jnp.shape(x)[0]
+            start = (x, jnp.zeros(batch, bool), jnp.full(batch, -jnp.inf, jnp.float32))
 
             def body(best, k):
                 return keep_stronger(best, run_one(logits_fn, x, y, k)), None
 
-            best, _ = jax.lax.scan(body, first, keys[1:])
+            best, _ = jax.lax.scan(body, start, keys)
+        else:
+            first = run_one(logits_fn, x, y, keys[0])
+            others = jax.vmap(lambda k: run_one(logits_fn, x, y, k))(keys[1:])
+            best, _ = jax.lax.scan(lambda b, c: (keep_stronger(b, c), None), first, others)
         return jax.lax.stop_gradient(_input_where_invalid(best[0], x, attack))
 
     restarted.constraints = getattr(attack, "constraints", None)

@@ -8,6 +8,8 @@ import numpy as np
 
 from advjax._checks import (
     InvalidInputError,
+    as_targets,
+    check_batch,
     check_epsilon,
     check_inputs,
     check_positive_int,
@@ -71,7 +73,7 @@ def universal_perturbation(
       >>> v.round(3)
       Array([-0.1, -0.1, -0.1], dtype=float32)
     """
-    check_inputs(x, y, clip_min, clip_max)
+    check_batch(logits_fn, jnp.asarray(x), jnp.asarray(y), clip_min, clip_max)
     check_epsilon(eps)
     epochs = check_positive_int(epochs, "epochs")
     batch_size = min(check_positive_int(batch_size, "batch_size"), x.shape[0])
@@ -79,7 +81,7 @@ def universal_perturbation(
     threat = get_threat_model(norm)
     loss_fn = get_loss(loss)
     step_size = eps / 10 if step_size is None else step_size
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = jnp.asarray(x).astype(jnp.float32), as_targets(y)
     batches = x.shape[0] // batch_size
 
     def batch_loss(v, xb, yb):

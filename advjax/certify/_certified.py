@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advjax._checks import as_int_labels, check_batch, check_epsilon
 from advjax.certify._crown import linear_bounds
 
 __all__ = ["METHODS", "specification_matrix", "certified_accuracy", "certified_margins"]
@@ -42,12 +44,18 @@ def _check_method(method: str) -> None:
 
 
 def _check_eps(eps) -> None:
-    try:
-        arr = np.asarray(eps)
-    except Exception:  # noqa: BLE001 - traced eps: cannot check
-        return
-    if np.any(arr < 0):
-        raise ValueError(f"eps must be non-negative; got {eps}")
+    if np.ndim(eps) > 1:
+        raise ValueError(
+            f"eps must be a scalar or a vector of radii (E,), got shape {np.shape(eps)}"
+        )
+    check_epsilon(eps)
+
+
+def _checked_labels(logits_fn, x, y, clip_min, clip_max):
+    """The validation layer for certification; returns integer labels ``[B]``."""
+    bounded = clip_min is not None and clip_max is not None
+    check_batch(logits_fn, x, y, *((clip_min, clip_max) if bounded else (None, None)))
+    return as_int_labels(y)
 
 
 def certified_margins(
@@ -65,7 +73,7 @@ def certified_margins(
     Args:
         logits_fn: Batched model ``x[B, ...] -> logits[B, num_classes]``.
         x: Inputs of shape ``(B, ...)``.
-        y: Integer labels of shape ``(B,)``.
+        y: Integer labels ``(B,)`` or one-hot rows ``(B, num_classes)``.
         eps: Scalar radius or vector of radii of shape ``(E,)``.
         method: ``"ibp"`` (with specification elision), ``"crown"`` or
             ``"crown-ibp"``.
@@ -85,7 +93,20 @@ def certified_margins(
     """
     _check_method(method)
     _check_eps(eps)
+    x = jnp.asarray(x)
+    y = _checked_labels(logits_fn, x, y, clip_min, clip_max)
     num_classes = jax.eval_shape(logits_fn, x[:1]).shape[-1]
+    key = (logits_fn, method, clip_min, clip_max, num_classes)
+    try:
+        run = _margins_program(*key)
+    except TypeError:  # an unhashable model: compiled for this call only
+        run = _margins_program.__wrapped__(*key)
+    return run(jnp.asarray(x), jnp.asarray(y), jnp.asarray(eps, jnp.result_type(x)))
+
+
+@functools.lru_cache(maxsize=32)
+def _margins_program(logits_fn, method, clip_min, clip_max, num_classes):
+    """The jitted ``(x, y, eps) -> margins`` of :func:`certified_margins`, built once per model."""
     bounds = linear_bounds(lambda xi: logits_fn(xi[None])[0], method)
 
     def one(xi, yi, e):
@@ -106,7 +127,7 @@ def certified_margins(
             return per_batch(x, y, eps)
         return jax.vmap(per_batch, in_axes=(None, None, 0))(x, y, eps)
 
-    return run(jnp.asarray(x), jnp.asarray(y), jnp.asarray(eps, jnp.result_type(x)))
+    return run
 
 
 def certified_accuracy(
@@ -142,7 +163,8 @@ def certified_accuracy(
         Boolean array of shape ``(B,)``, or ``(E, B)`` for a vector ``eps``.
 
     Raises:
-        ValueError: For an unknown ``method`` or a negative ``eps``.
+        ValueError: For an unknown ``method``, a negative or NaN ``eps``, or
+            inputs and labels the validation layer refuses (see ``docs/validation.md``).
 
     Example:
         >>> import jax.numpy as jnp
@@ -156,4 +178,5 @@ def certified_accuracy(
     margins = certified_margins(
         logits_fn, x, y, eps, method=method, clip_min=clip_min, clip_max=clip_max
     )
+    # A NaN margin (an unsound rule would give one) never certifies.
     return jnp.all(margins > 0, axis=-1)

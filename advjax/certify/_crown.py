@@ -176,8 +176,8 @@ def _classify(step: _Step) -> str:
 
 
 def _sum_rows(a, b, lead: int = 1):
-    """``sum(a * b)`` over all but the ``lead`` leading (example/row) axes."""
-    prod = a * b
+    """``sum(a * b)`` over all but the ``lead`` leading (example/row) axes, with ``0 * inf = 0``."""
+    prod = jnp.where((a == 0) | (b == 0), jnp.zeros((), jnp.result_type(a, b)), a * b)
     return prod.reshape((*prod.shape[:lead], -1)).sum(axis=-1)
 
 
@@ -405,34 +405,57 @@ def _relu_relaxation(step: _Step, box: Interval, out_shape: tuple):
         # y = c + relu(x - c)
         lz, uz = lo - c, up - c
         alpha = (uz >= -lz).astype(lo.dtype)
-        s = uz / jnp.where(uz > lz, uz - lz, 1.0)
+        s = _chord_slope(lz, uz)
         active, inactive = lz >= 0, uz <= 0
         sl = jnp.where(active, one, jnp.where(inactive, zero, alpha))
         bl = jnp.where(active, zero, jnp.where(inactive, c, c * (1 - alpha)))
         su = jnp.where(active, one, jnp.where(inactive, zero, s))
-        bu = jnp.where(active, zero, jnp.where(inactive, c, c - s * lo))
+        # relu(z) <= s (z - lz); unbounded below, the chord is the constant max(uz, 0).
+        chord = jnp.where(lz == -jnp.inf, c + uz, c - s * jnp.where(s == 0, zero, lo))
+        bu = jnp.where(active, zero, jnp.where(inactive, c, chord))
     else:
         # y = c - relu(c - x)
         lz, uz = c - up, c - lo
         alpha = (uz >= -lz).astype(lo.dtype)
-        s = uz / jnp.where(uz > lz, uz - lz, 1.0)
+        s = _chord_slope(lz, uz)
         passthrough, clipped = uz <= 0, lz >= 0  # x >= c  /  x <= c
         # relu(z) <= s z - s lz  =>  y >= c - s (c - x) + s lz
         sl = jnp.where(clipped, one, jnp.where(passthrough, zero, s))
-        bl = jnp.where(clipped, zero, jnp.where(passthrough, c, c - s * c + s * lz))
+        chord = jnp.where(lz == -jnp.inf, c - uz, c - s * c + s * jnp.where(s == 0, zero, lz))
+        bl = jnp.where(clipped, zero, jnp.where(passthrough, c, chord))
         # relu(z) >= alpha z  =>  y <= alpha x + c (1 - alpha)
         su = jnp.where(clipped, one, jnp.where(passthrough, zero, alpha))
         bu = jnp.where(clipped, zero, jnp.where(passthrough, c, c * (1 - alpha)))
     return x.id, sl, bl, su, bu
 
 
+def _chord_slope(lz, uz):
+    """``uz / (uz - lz)``, the ReLU chord's slope, with its limits on unbounded boxes.
+
+    ``1`` when ``uz = inf`` (``relu(z) <= z - lz``), ``0`` when only ``lz = -inf``
+    (the chord becomes the constant ``max(uz, 0)``, handled by the callers).
+    """
+    finite = jnp.isfinite(lz) & jnp.isfinite(uz)
+    ratio = uz / jnp.where(finite & (uz > lz), uz - lz, 1.0)
+    return jnp.where(finite, ratio, jnp.where(uz == jnp.inf, 1.0, 0.0)).astype(lz.dtype)
+
+
 def _concretize(a, box: Interval):
-    """Lower bound of ``a . x`` over ``x`` in ``box``.
+    """Lower bound of ``a . x`` over ``x`` in ``box`` (infinite ends give ``-inf``, never NaN).
 
     ``a`` has shape ``(B, K, *shape)`` and the box ``(B, *shape)``; returns ``(B, K)``.
     """
-    mid, rad = box.center[:, None], box.radius[:, None]
-    return _sum_rows(a, mid, 2) - _sum_rows(jnp.abs(a), rad, 2)
+    lower, upper = box.lower[:, None], box.upper[:, None]
+    if not (jnp.issubdtype(lower.dtype, jnp.floating)):
+        mid, rad = box.center[:, None], box.radius[:, None]
+        return _sum_rows(a, mid, 2) - _sum_rows(jnp.abs(a), rad, 2)
+    bounded = jnp.isfinite(lower) & jnp.isfinite(upper)
+    mid = jnp.where(bounded, lower / 2 + upper / 2, 0.0)
+    rad = jnp.where(bounded, upper / 2 - lower / 2, 0.0)
+    finite_part = _sum_rows(a, mid, 2) - _sum_rows(jnp.abs(a), rad, 2)
+    # Coordinates with an infinite end: the exact min(a * lower, a * upper), 0 * inf = 0.
+    lower_end = jnp.where(bounded, 0.0, jnp.where(a > 0, lower, upper))
+    return finite_part + _sum_rows(jnp.where(bounded, 0.0, a), lower_end, 2)
 
 
 def _backward(tape: _Tape, start: int, a0, mode: str):

@@ -18,6 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advjax._checks import (
+    check_classes,
+    check_input_dtype,
+    check_inputs,
+    check_positive_int,
+    model_classes,
+)
+from advjax.attacks._core import predicted_class
+
 __all__ = [
     "ABSTAIN",
     "gaussian_noise_augment",
@@ -53,6 +62,22 @@ def gaussian_noise_augment(x, sigma: float, key):
     return x + sigma * jax.random.normal(key, x.shape, x.dtype)
 
 
+def check_smoothing_inputs(logits_fn, x, sigma) -> None:
+    """The validation layer for smoothing: one finite input, a finite ``sigma > 0``, a classifier.
+
+    Raises:
+      TypeError: for a non-floating input.
+      ValueError: for a non-positive or non-finite ``sigma``, or a model that does
+        not return ``[B, K]`` logits with ``K >= 2``.
+      InvalidInputError: for NaN/inf values in ``x``.
+    """
+    if not (np.isfinite(float(sigma)) and float(sigma) > 0):
+        raise ValueError(f"sigma must be a finite noise level > 0, got {sigma!r}.")
+    check_input_dtype(x)
+    check_inputs(x[None], jnp.zeros(1, jnp.int32), None, None)
+    check_classes(model_classes(logits_fn, x[None]), 2, "randomized smoothing")
+
+
 def sample_counts(logits_fn: Callable, x, *, sigma: float, n: int, key, batch_size: int = 1000):
     """Counts the base classifier's predictions on ``n`` noisy copies of ``x``.
 
@@ -75,9 +100,9 @@ def sample_counts(logits_fn: Callable, x, *, sigma: float, n: int, key, batch_si
         [10, 0]
     """
     x = jnp.asarray(x)
-    if n <= 0 or batch_size <= 0:
-        raise ValueError("n and batch_size must be positive")
-    batch_size = min(batch_size, n)
+    check_smoothing_inputs(logits_fn, x, sigma)
+    n = check_positive_int(n, "n")
+    batch_size = min(check_positive_int(batch_size, "batch_size"), n)
     num_classes = jax.eval_shape(logits_fn, x[None]).shape[-1]
     num_chunks = -(-n // batch_size)
 
@@ -85,7 +110,8 @@ def sample_counts(logits_fn: Callable, x, *, sigma: float, n: int, key, batch_si
     def run(x, key):
         def body(i, counts):
             noise = jax.random.normal(jax.random.fold_in(key, i), (batch_size, *x.shape), x.dtype)
-            preds = jnp.argmax(logits_fn(x[None] + sigma * noise), axis=-1)
+            # NaN logits vote for no class (one_hot(-1) is zero): p_A can only fall.
+            preds = predicted_class(logits_fn(x[None] + sigma * noise))
             valid = i * batch_size + jnp.arange(batch_size) < n
             return counts + jnp.sum(
                 jax.nn.one_hot(preds, num_classes, dtype=jnp.int32) * valid[:, None], axis=0
@@ -242,6 +268,8 @@ def smooth_predict(
         ...                key=jax.random.PRNGKey(0))
         0
     """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
     counts = np.asarray(
         sample_counts(logits_fn, x, sigma=sigma, n=n, key=key, batch_size=batch_size)
     )
@@ -293,6 +321,8 @@ def smooth_certify(
         >>> c, 0.5 < r < 1.0  # true radius: distance to the boundary = 1.0
         (0, True)
     """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
     k0, k1 = jax.random.split(key)
     counts0 = np.asarray(
         sample_counts(logits_fn, x, sigma=sigma, n=n0, key=k0, batch_size=batch_size)

@@ -29,9 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advjax._checks import as_int_labels, check_batch
 from advjax.attacks._adaptive import eot
+from advjax.attacks._guard import Constraints, verify
 from advjax.attacks._pgd import pgd
 from advjax.attacks._square import square
+from advjax.attacks._threat import linf
 from advjax.defenses._guard import ABSTAIN, Guarded
 from advjax.defenses._preprocess import DefendedLogits
 
@@ -64,6 +67,8 @@ class DefenseResult:
         always 0 for randomized defenses).
       gradient_free_breaks: fraction of all examples that survived the gradient
         attack but not the Square attack (already counted in the adaptive figure).
+      rejected_points: attack outputs (naive and adaptive) that were not finite, or
+        outside the eps-ball or ``[0, 1]``, and so were not counted as attacks.
     """
 
     name: str
@@ -82,6 +87,7 @@ class DefenseResult:
     attack_seconds: float
     gradient_free_queries: int = 0
     gradient_free_breaks: float = 0.0
+    rejected_points: int = 0
 
     @staticmethod
     def markdown_header() -> str:
@@ -166,7 +172,7 @@ def evaluate_defense(
         model (detectors, confidence, agreement) or a deterministic logits
         function (an ensemble, or the undefended model as a baseline).
       x: clean test inputs.
-      y: their integer labels.
+      y: their integer labels (or one-hot rows).
       eps: the Linf budget.
       key: PRNG key (attacks and randomized defenses).
       base_logits_fn: the undefended model: the naive attack's surrogate and
@@ -216,10 +222,9 @@ def evaluate_defense(
             "evaluate_defense: gradient_free_queries must be an integer >= 0, "
             f"got {gradient_free_queries!r}"
         )
+    check_batch(base_logits_fn, np.asarray(x), np.asarray(y), 0.0, 1.0)
     x = np.asarray(x, np.float32)
-    y = np.asarray(y, np.int32)
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError("evaluate_defense: x and y must be non-empty with the same length")
+    y = np.asarray(as_int_labels(np.asarray(y)))
     predict, target, randomized = _predictor(defense)
     name = name or getattr(defense, "name", None) or "undefended"
     naive_attack = naive_attack or pgd(eps, steps=40)
@@ -241,19 +246,30 @@ def evaluate_defense(
     else:
         attack = adaptive_attack
 
+    constraints = Constraints(linf, float(eps), 0.0, 1.0)
+
     @jax.jit
     def run(xb, yb, key):
         keys = jax.random.split(key, 5)
         x_naive = naive_attack(base_logits_fn, xb, yb, key=keys[0])
         x_adaptive = attack(target(yb), xb, yb, key=keys[1])
-        return predict(xb, keys[2]), predict(x_naive, keys[3]), predict(x_adaptive, keys[4])
+        clean = predict(xb, keys[2])
+        # A point outside the ball or the box, or not finite, is not an attack's result:
+        # the example keeps its clean answer for that attack.
+        naive_ok = verify(xb, x_naive, constraints)["valid"]
+        adaptive_ok = verify(xb, x_adaptive, constraints)["valid"]
+        naive = jnp.where(naive_ok, predict(x_naive, keys[3]), clean)
+        adaptive = jnp.where(adaptive_ok, predict(x_adaptive, keys[4]), clean)
+        return clean, naive, adaptive, jnp.sum(~naive_ok) + jnp.sum(~adaptive_ok)
 
     started = time.perf_counter()
     clean, naive, adaptive = [], [], []
+    rejected = 0
     for i, start in enumerate(range(0, len(x), batch_size)):
-        outputs = run(
+        *outputs, batch_rejected = run(
             x[start : start + batch_size], y[start : start + batch_size], jax.random.fold_in(key, i)
         )
+        rejected += int(batch_rejected)
         for store, value in zip((clean, naive, adaptive), outputs, strict=True):
             store.append(np.asarray(value))
     clean, naive, adaptive = (np.concatenate(v) for v in (clean, naive, adaptive))
@@ -298,6 +314,7 @@ def evaluate_defense(
         attack_seconds=seconds,
         gradient_free_queries=square_queries,
         gradient_free_breaks=gradient_free_breaks,
+        rejected_points=rejected,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -20,12 +21,13 @@ from advjax._checks import (
     check_positive_int,
 )
 from advjax.attacks import apgd, apgd_t, fab, get_threat_model, predicted_class, square
-from advjax.attacks._guard import Constraints, verify
+from advjax.attacks._guard import Constraints, _hashable, verify
 from advjax.eval._diagnostics import (
     gradient_masking_checks,
     non_finite_gradient_mask,
     non_finite_gradient_warning,
 )
+from advjax.eval._robustness import _predictor
 
 REJECTION_REASONS = ("non_finite", "outside_ball", "outside_box")
 
@@ -148,6 +150,18 @@ def _load_state(directory: Path, config):
         )
     with np.load(npz_path, allow_pickle=False) as arrays:
         return arrays["robust"], arrays["x_adv"], state["attacks_run"], state["per_attack"]
+
+
+def _runner(logits_fn, attack):
+    """``attack`` jitted for ``logits_fn``, compiled once per model, attack and shape."""
+    if _hashable(logits_fn) and _hashable(attack):
+        return _cached_runner(logits_fn, attack)
+    return _cached_runner.__wrapped__(logits_fn, attack)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_runner(logits_fn, attack):
+    return jax.jit(lambda xb, yb, k: attack(logits_fn, xb, yb, key=k))
 
 
 def _version_attacks(version, eps, norm, num_classes, clip_min, clip_max) -> dict[str, Any]:
@@ -283,7 +297,10 @@ def autoattack(
     attacks = dict(attacks)
     _check_ensemble(attacks, eps, threat, num_classes, clip_min, clip_max)
     constraints = Constraints(threat, float(eps), float(clip_min), float(clip_max))
-    predict = jax.jit(lambda xb: predicted_class(model(xb)))
+    if randomized or not _hashable(model):
+        predict = jax.jit(lambda xb: predicted_class(model(xb)))
+    else:
+        predict = _predictor(model)
 
     def predictions(images):
         out = [
@@ -306,7 +323,7 @@ def autoattack(
         if name in attacks_run:
             continue
         started = time.perf_counter()
-        run = jax.jit(lambda xb, yb, k, attack=attack: attack(logits_fn, xb, yb, key=k))
+        run = _runner(logits_fn, attack)
         attack_key = jax.random.fold_in(key, index)
         todo = np.flatnonzero(robust)
         broken_here = 0

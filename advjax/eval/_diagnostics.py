@@ -8,6 +8,7 @@ logits that change between identical calls (a randomized model needs EOT).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -29,6 +30,16 @@ def non_finite_gradient_warning(count: int, total: int) -> str:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _gradient_mask(logits_fn):
+    @jax.jit
+    def mask(xb, yb):
+        grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), yb)))(xb)
+        return ~jnp.all(jnp.isfinite(grad).reshape(grad.shape[0], -1), -1)
+
+    return mask
+
+
 def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
     """Per example ``[N]``: whether the cross-entropy's input gradient has a NaN or inf.
 
@@ -39,12 +50,10 @@ def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
       >>> non_finite_gradient_mask(unstable, jnp.array([[0.0], [0.5]]), jnp.array([0, 0]), 2)
       array([ True, False])
     """
-
-    @jax.jit
-    def mask(xb, yb):
-        grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), yb)))(xb)
-        return ~jnp.all(jnp.isfinite(grad).reshape(grad.shape[0], -1), -1)
-
+    try:
+        mask = _gradient_mask(logits_fn)
+    except TypeError:  # an unhashable model: compiled for this call only
+        mask = _gradient_mask.__wrapped__(logits_fn)
     parts = [
         np.asarray(mask(jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size])))
         for i in range(0, len(x), batch_size)

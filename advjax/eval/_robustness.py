@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from advjax.attacks import (
     over_epsilons,
     predicted_class,
 )
-from advjax.attacks._guard import Constraints, verify
+from advjax.attacks._guard import Constraints, _hashable, verify
 from advjax.eval._diagnostics import (
     curve_checks,
     gradient_masking_checks,
@@ -152,12 +153,20 @@ def _summarise(name, correct, broken, norms, seconds, rejected=None) -> AttackRe
     return AttackResult(name, robust, success, mean_norm, median_norm, seconds, rejected or {})
 
 
-def _make_sweep(logits_fn, factory, epsilons, threat, clip_min, clip_max):
+@functools.lru_cache(maxsize=32)
+def _predictor(logits_fn):
+    """The jitted ``x -> predicted class`` of a model, compiled once per model and shape."""
+    return jax.jit(lambda xb: predicted_class(logits_fn(xb)))
+
+
+@functools.lru_cache(maxsize=32)
+def _make_sweep(logits_fn, factory, epsilons: tuple, threat, clip_min, clip_max):
     """A jitted ``(x, y, key) -> (broken[E, B], norms[E, B], rejected{reason: [E, B]})``.
 
     A point counts as broken only when its logits are finite and misclassify it
     and it passes :func:`advjax.attacks._guard.verify` for that budget.
     """
+    epsilons = jnp.asarray(epsilons, jnp.float32)
     sweep = over_epsilons(factory, epsilons)
 
     @jax.jit
@@ -252,7 +261,11 @@ def evaluate(
         batch_size = -(-batch_size // sharding.num_devices) * sharding.num_devices
     epsilons_array = _validated_epsilons(epsilons)
     threat = get_threat_model(norm)
-    predict = jax.jit(lambda xb: predicted_class(logits_fn(xb)))
+    predict = (
+        _predictor(logits_fn)
+        if _hashable(logits_fn)
+        else jax.jit(lambda xb: predicted_class(logits_fn(xb)))
+    )
 
     def _batches():
         """``_batched``, each batch placed with ``sharding`` when one is given."""
@@ -266,9 +279,10 @@ def evaluate(
     )
     results, all_broken, all_norms = [], [], []
     for attack_index, (name, factory) in enumerate(attacks.items()):
-        run = _make_sweep(
-            logits_fn, factory, jnp.asarray(epsilons_array), threat, clip_min, clip_max
-        )
+        sweep_args = (logits_fn, factory, tuple(epsilons_array.tolist()), threat)
+        sweep_args += (float(clip_min), float(clip_max))
+        make = _make_sweep if all(map(_hashable, sweep_args)) else _make_sweep.__wrapped__
+        run = make(*sweep_args)
         attack_key = jax.random.fold_in(key, attack_index)
         broken, norms = [], []
         rejected = {reason: np.zeros(len(epsilons_array), np.int64) for reason in REJECTION_REASONS}

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_positive_int
+from advjax._checks import check_batch, check_positive_int
 from advjax.train._objectives import Objective
-from advjax.train._state import TrainState
+from advjax.train._state import TrainState, eval_logits
 
 
 def _split_aux(aux, state: TrainState):
@@ -22,6 +22,22 @@ def _split_aux(aux, state: TrainState):
     if len(aux) == 2:
         return aux[0], aux[1], state.carry
     return aux
+
+
+def check_training_batch(state: TrainState, batch) -> None:
+    """The validation layer for a training batch ``(x, y, ...)``.
+
+    Inputs must be floating and finite; labels integer ``[B]`` in ``[0, K)`` or
+    one-hot/probability rows ``[B, K]`` for the model's ``K`` (value checks stay
+    alive inside the jitted step). The input range is the attacks' to check.
+
+    Raises:
+      TypeError, ValueError, InvalidInputError: as :func:`advjax._checks.check_inputs`.
+    """
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise TypeError(f"a training batch is a tuple (x, y, ...), got {type(batch).__name__}.")
+    x, y = batch[0], batch[1]
+    check_batch(eval_logits(state), x, y)
 
 
 def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Callable:
@@ -66,6 +82,7 @@ def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Ca
     grad_fn = jax.grad(objective, has_aux=True)
 
     def update(state: TrainState, batch, key):
+        check_training_batch(state, batch)
         step_key = jax.random.fold_in(key, state.step)
         grads, aux = grad_fn(state.params, state, batch, step_key)
         metrics, batch_stats, carry = _split_aux(aux, state)
