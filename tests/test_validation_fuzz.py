@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 import advjax
 from advjax.attacks import with_restarts, worst_case
-from advjax.certify import UnsupportedPrimitiveError
 from advjax.attacks._transforms import early_stop, targeted
+from advjax.certify import UnsupportedPrimitiveError
 
 FEATURES = 6
 _W = np.random.default_rng(0).normal(size=(FEATURES, 4)).astype(np.float32)
