@@ -26,6 +26,18 @@ from advjax.attacks._transforms import early_stop, targeted
 from advjax.certify import UnsupportedPrimitiveError
 
 FEATURES = 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+    """Starts and ends with empty compilation caches: the fuzz compiles a few hundred programs."""
+    jax.clear_caches()
+    yield
+    for cached in (_built, _jitted, _bounds, _crown, _train_step):
+        cached.cache_clear()
+    jax.clear_caches()
+
+
 _W = np.random.default_rng(0).normal(size=(FEATURES, 4)).astype(np.float32)
 
 

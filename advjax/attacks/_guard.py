@@ -104,6 +104,15 @@ def enforce(x: jax.Array, x_adv: jax.Array, constraints: Constraints) -> jax.Arr
     inside), added to ``x`` with rounding towards ``x`` and clipped to the box
     rounded inwards. An example that still fails :func:`verify` (or whose
     ``x_adv`` was not finite) gets ``x`` itself back.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._guard import Constraints, enforce
+      >>> x = jnp.array([[0.95, 0.5], [0.5, 0.5]], jnp.bfloat16)
+      >>> out = enforce(x, jnp.array([[1.5, 0.2], [jnp.nan, 0.6]]), Constraints(linf, 0.1, 0, 1))
+      >>> out.dtype, out.astype(jnp.float32).tolist()
+      (dtype(bfloat16), [[1.0, 0.400390625], [0.5, 0.5]])
     """
     work = compute_dtype(x.dtype)
     xc, candidate = x.astype(work), x_adv.astype(work)
@@ -126,6 +135,19 @@ def verify(x, x_adv, constraints: Constraints) -> dict[str, jax.Array]:
       ``valid`` is true when the point is finite, its perturbation's norm is at
       most ``eps * (1 + 1e-6)`` (no ball when ``eps`` is ``None``) and every value
       is inside ``[clip_min, clip_max]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._guard import Constraints, verify
+      >>> x_adv = jnp.array([[0.1, 0.0], [0.5, 0.0], [jnp.nan, 0.0], [-0.1, 0.0]])
+      >>> checks = verify(jnp.zeros((4, 2)), x_adv, Constraints(linf, 0.2, 0.0, 1.0))
+      >>> for name in ("valid", "non_finite", "outside_ball", "outside_box"):
+      ...     print(name, checks[name].tolist())
+      valid [True, False, False, False]
+      non_finite [False, False, True, False]
+      outside_ball [False, True, False, False]
+      outside_box [False, False, False, True]
     """
     work = compute_dtype(jnp.result_type(x))
     xc, xa = jnp.asarray(x).astype(work), jnp.asarray(x_adv).astype(work)
@@ -200,6 +222,20 @@ def guarded(
 
     Returns:
       ``attack(logits_fn, x, y, *, key)`` with ``attack.constraints`` set.
+
+    Raises:
+      TypeError, ValueError, InvalidInputError: from the validation layer, when
+        built (range, budget) or called (inputs, labels, class count); see
+        ``docs/validation.md``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks._guard import guarded
+      >>> escape = lambda logits_fn, x, y, *, key: x + 1.0  # leaves ball and box
+      >>> attack = guarded(escape, name="escape", eps=0.1, norm="linf", clip_min=0, clip_max=1)
+      >>> f = lambda x: jnp.stack([x.sum(-1), -x.sum(-1)], -1)
+      >>> attack(f, jnp.full((1, 2), 0.5), jnp.array([0]), key=jax.random.key(0)).tolist()
+      [[0.5999999642372131, 0.5999999642372131]]
     """
     check_range(clip_min, clip_max)
     check_epsilon(eps)

@@ -164,7 +164,7 @@ def test_certify_certified_accuracy_errors():
     x, y = jnp.zeros((2, 4)), jnp.zeros((2,), int)
     with pytest.raises(ValueError, match="crown-ibp"):
         certified_accuracy(logits_fn, x, y, 0.1, method="alpha-crown")
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="eps must be >= 0"):
         certified_accuracy(logits_fn, x, y, -0.1)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="eps must be >= 0"):
         certified_accuracy(logits_fn, x, y, jnp.array([0.1, -0.2]))
