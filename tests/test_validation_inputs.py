@@ -18,7 +18,9 @@ KEY = jax.random.key(0)
 
 def _two_class_linear(seed=0, n=200):
     rng = np.random.default_rng(seed)
-    w = jnp.asarray(rng.normal(size=(20, 2)), jnp.float32)
+    w = rng.normal(size=(20, 2))
+    w[:, 1] -= np.mean(w[:, 1] - w[:, 0])  # margins centred on 0: many points near the boundary
+    w = jnp.asarray(w, jnp.float32)
     x = jnp.asarray(rng.uniform(size=(n, 20)), jnp.float32)
     logits_fn = lambda v: v @ w  # noqa: E731
     y = jnp.argmax(logits_fn(x), -1)
@@ -49,6 +51,7 @@ def test_dlr_on_two_classes_is_a_clear_error(build):
 def test_apgd_ce_on_two_classes_matches_the_closed_form():
     logits_fn, w, x, y = _two_class_linear()
     exact = _exact_linf_robust_accuracy(w, x, y, 0.1)
+    assert 0.2 < exact < 0.8  # the case is not trivial
     x_adv = advjax.apgd(0.1, loss="ce")(logits_fn, x, y, key=KEY)
     measured = float(np.mean(np.argmax(np.asarray(logits_fn(x_adv)), -1) == np.asarray(y)))
     assert exact <= measured <= exact + 0.02, (exact, measured)
