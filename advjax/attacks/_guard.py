@@ -175,6 +175,22 @@ def _hashable(value) -> bool:
     return True
 
 
+def checked_then_compiled(check, core):
+    """``attack(logits_fn, x, y, *, key)``: ``check`` eagerly, then ``core`` compiled per model.
+
+    The checks run outside the compiled program so that, called eagerly, a bad
+    input is a plain ``ValueError``; the core is jitted with the model as a static
+    argument, so repeated eager calls reuse one compiled program.
+    """
+    compiled = jax.jit(core, static_argnums=0)
+
+    def attack(logits_fn, x, y, *, key):
+        check(logits_fn, x, y)
+        return (compiled if _hashable(logits_fn) else core)(logits_fn, x, y, key=key)
+
+    return attack
+
+
 def admissible(attack, x, x_adv) -> jax.Array:
     """Per example ``[B]``: whether ``x_adv`` may count as ``attack``'s adversarial example.
 

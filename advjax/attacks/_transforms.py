@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -16,7 +17,7 @@ from advjax._checks import (
     raise_if,
 )
 from advjax.attacks._core import Attack, attack_objective, is_better, is_successful
-from advjax.attacks._guard import admissible
+from advjax.attacks._guard import admissible, checked_then_compiled
 from advjax.losses import Loss, get_loss
 
 
@@ -222,12 +223,12 @@ def targeted(targeted_attack: Attack, targets="random") -> Attack:
       (2, 3)
     """
 
-    def attack(logits_fn, x, y, *, key):
-        _check_composite([targeted_attack], logits_fn, x, y)
+    def core(logits_fn, x, y, *, key):
         target_key, attack_key = jax.random.split(key)
         goals = choose_targets(logits_fn(x), y, targets, target_key)
         return targeted_attack(logits_fn, x, goals, key=attack_key)
 
+    attack = checked_then_compiled(functools.partial(_check_composite, [targeted_attack]), core)
     attack.constraints = getattr(targeted_attack, "constraints", None)
     attack.enforced = getattr(targeted_attack, "enforced", False)
     return attack
@@ -253,8 +254,7 @@ def early_stop(attack: Attack, *, targeted: bool = False) -> Attack:
       True
     """
 
-    def stopped(logits_fn, x, y, *, key):
-        _check_composite([attack], logits_fn, x, y)
+    def core(logits_fn, x, y, *, key):
         done = _success_of(logits_fn, x, y, targeted)
 
         def run(_):
@@ -263,6 +263,7 @@ def early_stop(attack: Attack, *, targeted: bool = False) -> Attack:
 
         return jax.lax.stop_gradient(jax.lax.cond(jnp.all(done), lambda _: x, run, None))
 
+    stopped = checked_then_compiled(functools.partial(_check_composite, [attack]), core)
     stopped.constraints = getattr(attack, "constraints", None)
     stopped.enforced = getattr(attack, "enforced", False)
     return stopped
@@ -317,8 +318,7 @@ def worst_case(attacks, *, targeted: bool = False, compact: bool = False) -> Att
     if compact:
         return _compacted_worst_case(attacks, targeted)
 
-    def combined(logits_fn, x, y, *, key):
-        _check_composite(attacks, logits_fn, x, y)
+    def core(logits_fn, x, y, *, key):
         broken = _success_of(logits_fn, x, y, targeted)
         x_best = x
         for index, attack in enumerate(attacks):
@@ -340,7 +340,7 @@ def worst_case(attacks, *, targeted: bool = False, compact: bool = False) -> Att
             )
         return jax.lax.stop_gradient(x_best)
 
-    return combined
+    return checked_then_compiled(functools.partial(_check_composite, attacks), core)
 
 
 def _check_composite(attacks, logits_fn, x, y) -> None:
