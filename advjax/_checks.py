@@ -93,21 +93,13 @@ def check_epsilon(eps, name: str = "eps") -> None:
     """
     if eps is None:
         return
-    if is_concrete(eps):
-        values = np.asarray(eps, dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise InvalidInputError(f"{name} must be finite, got {eps!r}.")
-        if np.any(values < 0):
-            raise InvalidInputError(
-                f"{name} must be >= 0, got {eps!r}: a perturbation budget cannot be negative."
-            )
-        return
-    values = jnp.asarray(eps, jnp.float32)
+    xp = np if is_concrete(eps) else jnp  # float64 on the host, float32 in a program
+    values = xp.asarray(eps, dtype=np.float64 if xp is np else jnp.float32)
     raise_if(
-        jnp.any(~jnp.isfinite(values) | (values < 0)),
-        name + " must be finite and >= 0, got a traced value with minimum {}: a perturbation "
-        "budget cannot be negative or NaN.",
-        jnp.min(values),
+        xp.any(~xp.isfinite(values) | (values < 0)),
+        name + " must be >= 0 and finite, got {} (the smallest entry): a perturbation budget "
+        "cannot be negative, NaN or infinite.",
+        xp.min(values),
     )
 
 
@@ -263,31 +255,23 @@ def check_inputs(x, y, clip_min, clip_max, *, num_classes: int | None = None):
 
 
 def _check_values(x, clip_min, clip_max, bounded: bool) -> None:
-    if is_concrete(x):
-        values = np.asarray(x).astype(np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise InvalidInputError(
-                f"inputs x contain {int(np.isnan(values).sum())} NaN and "
-                f"{int(np.isinf(values).sum())} infinite values; attacks need finite inputs."
-            )
-        low, high = float(values.min()), float(values.max())
-        if bounded and (low < clip_min or high > clip_max):
-            raise InvalidInputError(_range_message(low, high, clip_min, clip_max))
-        return
+    # One path, eager or traced: raise_if raises now on concrete values and from the
+    # compiled program on traced ones. The range ends are rounded outwards to float32.
     values = jnp.asarray(x).astype(jnp.float32)
+    bad = ~jnp.isfinite(values)
     raise_if(
-        ~jnp.all(jnp.isfinite(values)),
+        jnp.any(bad),
         "inputs x contain {} non-finite (NaN or inf) values; attacks need finite inputs.",
-        jnp.sum(~jnp.isfinite(values)),
+        jnp.sum(bad),
     )
     if not bounded:
         return
     low, high = jnp.min(values), jnp.max(values)
-    # Compared in float64 on the host would be exact; here the bounds are rounded outwards.
     raise_if(
         (low < _outward(clip_min, -1)) | (high > _outward(clip_max, 1)),
-        _range_message("{}", "{}", clip_min, clip_max),
+        "inputs x lie in [{:.4g}, {:.4g}], outside the declared valid range "
+        f"[{clip_min}, {clip_max}]; rescale them (e.g. uint8 images / 255) or pass "
+        "clip_min/clip_max matching your data.",
         low,
         high,
     )
@@ -302,69 +286,34 @@ def _outward(bound: float, direction: int) -> np.float32:
     return value
 
 
-def _range_message(low, high, clip_min, clip_max) -> str:
-    low = low if isinstance(low, str) else f"{low:.4g}"
-    high = high if isinstance(high, str) else f"{high:.4g}"
-    return (
-        f"inputs x lie in [{low}, {high}], outside the declared valid range "
-        f"[{clip_min}, {clip_max}]; rescale them (e.g. uint8 images / 255) or pass "
-        "clip_min/clip_max matching your data."
-    )
-
-
 def _check_label_values(y, num_classes) -> None:
-    y_dtype = jnp.result_type(y)
-    if jnp.ndim(y) == 1:
+    y = jnp.asarray(y)
+    if y.ndim == 1:
         upper = num_classes if num_classes is not None else np.iinfo(np.int32).max
-        if is_concrete(y):
-            labels = np.asarray(y)
-            if labels.size and (labels.min() < 0 or labels.max() >= upper):
-                raise InvalidInputError(_label_message(labels.min(), labels.max(), num_classes))
-            return
+        classes = f"[0, {num_classes})" if num_classes is not None else "[0, K)"
         raise_if(
             (jnp.min(y) < 0) | (jnp.max(y) >= upper),
-            _label_message("{}", "{}", num_classes),
+            "labels y lie in [{}, {}], outside the model's classes " + classes + "; "
+            "labels are class indices from 0.",
             jnp.min(y),
             jnp.max(y),
         )
         return
     # Rows [B, K]: probabilities, one-hot included.
-    tolerance = 1e-2 if jnp.finfo(_float_of(y_dtype)).bits <= 16 else 1e-4
-    message = (
-        "one-hot/probability label rows y must be finite, non-negative and sum to 1; "
-        "found a row summing to {} (minimum entry {})."
-    )
-    if is_concrete(y):
-        rows = np.asarray(y).astype(np.float64)
-        sums = rows.sum(-1)
-        worst = int(np.argmax(np.abs(np.nan_to_num(sums, nan=np.inf) - 1)))
-        if not np.all(np.isfinite(rows)) or rows.min() < 0 or np.abs(sums - 1).max() > tolerance:
-            raise InvalidInputError(message.format(sums[worst], rows.min()))
-        return
-    rows = jnp.asarray(y).astype(jnp.float32)
-    sums = jnp.sum(rows, -1)
+    tolerance = 1e-2 if jnp.finfo(_float_of(y.dtype)).bits <= 16 else 1e-4
+    rows = y.astype(jnp.float32)
+    error = jnp.abs(jnp.sum(rows, -1) - 1)
     raise_if(
-        ~jnp.all(jnp.isfinite(rows))
-        | (jnp.min(rows) < 0)
-        | (jnp.max(jnp.abs(sums - 1)) > tolerance),
-        message,
-        sums[jnp.argmax(jnp.abs(sums - 1))],
+        ~jnp.all(jnp.isfinite(rows)) | (jnp.min(rows) < 0) | ~(jnp.max(error) <= tolerance),
+        "one-hot/probability label rows y must be finite, non-negative and sum to 1; "
+        "found a row summing to {} (minimum entry {}).",
+        jnp.sum(rows, -1)[jnp.argmax(jnp.where(jnp.isnan(error), jnp.inf, error))],
         jnp.min(rows),
     )
 
 
 def _float_of(dtype):
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
-
-
-def _label_message(low, high, num_classes) -> str:
-    low = low if isinstance(low, str) else int(low)
-    high = high if isinstance(high, str) else int(high)
-    classes = f"[0, {num_classes})" if num_classes is not None else "[0, K)"
-    return (
-        f"labels y lie in [{low}, {high}], outside the model's classes {classes}; "
-        "labels are class indices from 0."
-    )
 
 
 def as_targets(y) -> jax.Array:

@@ -17,6 +17,7 @@ MODULES = [
     "advjax.attacks._transforms",
     "advjax.attacks._core",
     "advjax.attacks._guard",
+    "advjax._compile",
     "advjax.eval._diagnostics",
     "advjax.eval._robustness",
     "advjax.train._state",

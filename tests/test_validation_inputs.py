@@ -269,7 +269,7 @@ def test_nan_input_and_negative_traced_epsilon_raise_under_jit():
         return advjax.pgd(eps, steps=2, step_size=0.01)(logits_fn, clean, y, key=KEY)
 
     assert with_budget(0.1).shape == clean.shape
-    with pytest.raises(Exception, match="eps must be finite and >= 0"):
+    with pytest.raises(Exception, match="eps must be >= 0 and finite"):
         with_budget(-0.1).block_until_ready()
 
 

@@ -32,10 +32,14 @@ from advjax._checks import (
     check_epsilon,
     check_range,
 )
+from advjax._compile import hashable
 from advjax.attacks._threat import ThreatModel, get_threat_model, per_example_value
 
 #: Relative slack on ``norm(x_adv - x) <= eps`` for the norm's own rounding.
 BALL_SLACK = 1e-6
+
+#: Why :func:`verify` may refuse a point, in the order reports list them.
+REJECTION_REASONS = ("non_finite", "outside_ball", "outside_box")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +124,7 @@ def enforce(x: jax.Array, x_adv: jax.Array, constraints: Constraints) -> jax.Arr
     delta = jnp.where(per_example_value(finite, candidate) > 0, candidate - xc, 0.0)
     if constraints.eps is not None:
         delta = constraints.threat.project(delta, jnp.asarray(constraints.eps, work))
-    out = add_towards(x, delta.astype(work))
+    out = add_towards(x, delta)
     low, high = inward_box(constraints.clip_min, constraints.clip_max, x.dtype)
     out = jnp.clip(out, low, high)
     ok = verify(x, out, constraints)["valid"]
@@ -161,18 +165,8 @@ def verify(x, x_adv, constraints: Constraints) -> dict[str, jax.Array]:
         threat = constraints.threat
         eps = jnp.broadcast_to(jnp.asarray(constraints.eps, work), non_finite.shape)
         outside_ball = (threat.norm(safe - xc) > eps * (1 + BALL_SLACK)) & ~non_finite
-    valid = ~(non_finite | outside_box | outside_ball)
-    return dict(
-        valid=valid, non_finite=non_finite, outside_ball=outside_ball, outside_box=outside_box
-    )
-
-
-def _hashable(value) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
+    reasons = dict(non_finite=non_finite, outside_ball=outside_ball, outside_box=outside_box)
+    return dict(valid=~(non_finite | outside_box | outside_ball), **reasons)
 
 
 def checked_then_compiled(check, core):
@@ -185,8 +179,9 @@ def checked_then_compiled(check, core):
     compiled = jax.jit(core, static_argnums=0)
 
     def attack(logits_fn, x, y, *, key):
+        x, y = jnp.asarray(x), jnp.asarray(y)
         check(logits_fn, x, y)
-        return (compiled if _hashable(logits_fn) else core)(logits_fn, x, y, key=key)
+        return (compiled if hashable(logits_fn) else core)(logits_fn, x, y, key=key)
 
     return attack
 
@@ -254,26 +249,21 @@ def guarded(
       [[0.5999999642372131, 0.5999999642372131]]
     """
     check_range(clip_min, clip_max)
-    check_epsilon(eps)
+    check_epsilon(eps)  # a traced budget is checked inside the program it belongs to
     threat = get_threat_model(norm) if norm is not None else None
     constraints = Constraints(threat, eps, float(clip_min), float(clip_max))
-    # Called eagerly, the loop is compiled once per model and shapes, not at every call.
-    compiled_run = jax.jit(run, static_argnums=0)
 
-    @functools.wraps(run)
-    def attack(logits_fn, x, y, *, key):
-        x, y = jnp.asarray(x), jnp.asarray(y)
-        num_classes = check_batch(logits_fn, x, y, clip_min, clip_max)
-        check_classes(num_classes, min_classes, name)
-        check_epsilon(eps)
-        inner = compiled_run if _hashable(logits_fn) else run
-        out = inner(logits_fn, x.astype(compute_dtype(x.dtype)), as_targets(y), key=key)
-        x_fixed = jax.lax.stop_gradient(x)
-        if tuple_output:
-            x_adv, *extras = out
-            return (enforce(x_fixed, jax.lax.stop_gradient(x_adv), constraints), *extras)
-        return enforce(x_fixed, jax.lax.stop_gradient(out), constraints)
+    def check(logits_fn, x, y):
+        check_classes(check_batch(logits_fn, x, y, clip_min, clip_max), min_classes, name)
 
+    def core(logits_fn, x, y, *, key):
+        x = jax.lax.stop_gradient(x)
+        out = run(logits_fn, x.astype(compute_dtype(x.dtype)), as_targets(y), key=key)
+        x_adv, *extras = out if tuple_output else (out,)
+        x_adv = enforce(x, jax.lax.stop_gradient(x_adv), constraints)
+        return (x_adv, *extras) if tuple_output else x_adv
+
+    attack = functools.wraps(run)(checked_then_compiled(check, core))
     attack.constraints = constraints
     attack.enforced = True
     # Transforms that repeat an attack (restarts) wrap its loop and validate once.

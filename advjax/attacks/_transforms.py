@@ -159,11 +159,6 @@ def _success_of(logits_fn, x_adv, y, targeted):
     return is_successful(logits_fn(x_adv), y, targeted)
 
 
-def _verified_success(attack, logits_fn, x, x_adv, y, targeted):
-    """Success that counts: the point is also finite, in the ball and in the box."""
-    return _success_of(logits_fn, x_adv, y, targeted) & admissible(attack, x, x_adv)
-
-
 def choose_targets(logits: jax.Array, y: jax.Array, targets, key: jax.Array) -> jax.Array:
     """Target classes ``[B]`` for :func:`targeted`.
 
@@ -328,10 +323,10 @@ def worst_case(attacks, *, targeted: bool = False, compact: bool = False) -> Att
                 x_best, broken = carry
                 x_in = jnp.where(_mask_like(broken, x), x_best, x)
                 x_adv = attack(logits_fn, x_in, y, key=attack_key)
-                success = _verified_success(attack, logits_fn, x, x_adv, y, targeted) & ~broken
-                # A last attack's inadmissible point is not kept either.
-                invalid = ~admissible(attack, x, x_adv)
-                keep_old = broken | invalid | (~success & (index < len(attacks) - 1))
+                # Success counts only for an admissible point; an inadmissible one is not kept.
+                valid = admissible(attack, x, x_adv)
+                success = _success_of(logits_fn, x_adv, y, targeted) & valid & ~broken
+                keep_old = broken | ~valid | (~success & (index < len(attacks) - 1))
                 x_new = jnp.where(_mask_like(keep_old, x), x_best, x_adv)
                 return x_new, broken | success
 

@@ -17,6 +17,7 @@ from advjax._checks import (
     is_concrete,
 )
 from advjax.attacks._core import Attack
+from advjax.attacks._guard import finite_gradient
 from advjax.attacks._threat import ThreatModel, get_threat_model
 from advjax.losses import Loss, get_loss
 
@@ -97,7 +98,7 @@ def universal_perturbation(
 
         def step(v, idx):
             grad = grad_fn(v, x[idx], y[idx])
-            grad = jnp.where(jnp.all(jnp.isfinite(grad)), grad, 0.0)  # no step on NaN/inf
+            grad = finite_gradient(grad[None])[0]  # no step on a NaN/inf gradient
             v = v + step_size * threat.direction(grad[None])[0]
             return threat.project(v[None], eps)[0], None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import jax
@@ -10,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from advjax._checks import as_int_labels, check_batch, check_epsilon
+from advjax._compile import per_model
 from advjax.certify._crown import linear_bounds
 
 __all__ = ["METHODS", "specification_matrix", "certified_accuracy", "certified_margins"]
@@ -96,15 +96,11 @@ def certified_margins(
     x = jnp.asarray(x)
     y = _checked_labels(logits_fn, x, y, clip_min, clip_max)
     num_classes = jax.eval_shape(logits_fn, x[:1]).shape[-1]
-    key = (logits_fn, method, clip_min, clip_max, num_classes)
-    try:
-        run = _margins_program(*key)
-    except TypeError:  # an unhashable model: compiled for this call only
-        run = _margins_program.__wrapped__(*key)
+    run = _margins_program(logits_fn, method, clip_min, clip_max, num_classes)
     return run(jnp.asarray(x), jnp.asarray(y), jnp.asarray(eps, jnp.result_type(x)))
 
 
-@functools.lru_cache(maxsize=32)
+@per_model
 def _margins_program(logits_fn, method, clip_min, clip_max, num_classes):
     """The jitted ``(x, y, eps) -> margins`` of :func:`certified_margins`, built once per model."""
     bounds = linear_bounds(lambda xi: logits_fn(xi[None])[0], method)

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from advjax.certify._interval import _as_box, ibp_eqn
+from advjax.certify._interval import _as_box, _times, ibp_eqn
 from advjax.certify._jaxpr_interp import (
     Interval,
     UnsupportedPrimitiveError,
@@ -177,7 +177,7 @@ def _classify(step: _Step) -> str:
 
 def _sum_rows(a, b, lead: int = 1):
     """``sum(a * b)`` over all but the ``lead`` leading (example/row) axes, with ``0 * inf = 0``."""
-    prod = jnp.where((a == 0) | (b == 0), jnp.zeros((), jnp.result_type(a, b)), a * b)
+    prod = _times(a, b)
     return prod.reshape((*prod.shape[:lead], -1)).sum(axis=-1)
 
 
@@ -445,17 +445,9 @@ def _concretize(a, box: Interval):
 
     ``a`` has shape ``(B, K, *shape)`` and the box ``(B, *shape)``; returns ``(B, K)``.
     """
+    # min(a * lower, a * upper) per coordinate, with 0 * inf = 0 (see _sum_rows).
     lower, upper = box.lower[:, None], box.upper[:, None]
-    if not (jnp.issubdtype(lower.dtype, jnp.floating)):
-        mid, rad = box.center[:, None], box.radius[:, None]
-        return _sum_rows(a, mid, 2) - _sum_rows(jnp.abs(a), rad, 2)
-    bounded = jnp.isfinite(lower) & jnp.isfinite(upper)
-    mid = jnp.where(bounded, lower / 2 + upper / 2, 0.0)
-    rad = jnp.where(bounded, upper / 2 - lower / 2, 0.0)
-    finite_part = _sum_rows(a, mid, 2) - _sum_rows(jnp.abs(a), rad, 2)
-    # Coordinates with an infinite end: the exact min(a * lower, a * upper), 0 * inf = 0.
-    lower_end = jnp.where(bounded, 0.0, jnp.where(a > 0, lower, upper))
-    return finite_part + _sum_rows(jnp.where(bounded, 0.0, a), lower_end, 2)
+    return _sum_rows(jnp.maximum(a, 0), lower, 2) + _sum_rows(jnp.minimum(a, 0), upper, 2)
 
 
 def _backward(tape: _Tape, start: int, a0, mode: str):

@@ -18,13 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advjax._checks import (
-    check_classes,
-    check_input_dtype,
-    check_inputs,
-    check_positive_int,
-    model_classes,
-)
+from advjax._checks import check_batch, check_classes, check_positive_int
 from advjax.attacks._core import predicted_class
 
 __all__ = [
@@ -73,9 +67,13 @@ def check_smoothing_inputs(logits_fn, x, sigma) -> None:
     """
     if not (np.isfinite(float(sigma)) and float(sigma) > 0):
         raise ValueError(f"sigma must be a finite noise level > 0, got {sigma!r}.")
-    check_input_dtype(x)
-    check_inputs(x[None], jnp.zeros(1, jnp.int32), None, None)
-    check_classes(model_classes(logits_fn, x[None]), 2, "randomized smoothing")
+    num_classes = check_batch(logits_fn, x[None], jnp.zeros(1, jnp.int32))
+    check_classes(num_classes, 2, "randomized smoothing")
+
+
+def _check_alpha(alpha) -> None:
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
 
 
 def sample_counts(logits_fn: Callable, x, *, sigma: float, n: int, key, batch_size: int = 1000):
@@ -268,8 +266,7 @@ def smooth_predict(
         ...                key=jax.random.PRNGKey(0))
         0
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
+    _check_alpha(alpha)
     counts = np.asarray(
         sample_counts(logits_fn, x, sigma=sigma, n=n, key=key, batch_size=batch_size)
     )
@@ -321,8 +318,7 @@ def smooth_certify(
         >>> c, 0.5 < r < 1.0  # true radius: distance to the boundary = 1.0
         (0, True)
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}.")
+    _check_alpha(alpha)
     k0, k1 = jax.random.split(key)
     counts0 = np.asarray(
         sample_counts(logits_fn, x, sigma=sigma, n=n0, key=k0, batch_size=batch_size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -20,16 +19,11 @@ from advjax._checks import (
     check_epsilon,
     check_positive_int,
 )
+from advjax._compile import per_model
 from advjax.attacks import apgd, apgd_t, fab, get_threat_model, predicted_class, square
-from advjax.attacks._guard import Constraints, _hashable, verify
-from advjax.eval._diagnostics import (
-    gradient_masking_checks,
-    non_finite_gradient_mask,
-    non_finite_gradient_warning,
-)
-from advjax.eval._robustness import _predictor
-
-REJECTION_REASONS = ("non_finite", "outside_ball", "outside_box")
+from advjax.attacks._guard import REJECTION_REASONS, Constraints, verify
+from advjax.eval._diagnostics import gradient_masking_checks, input_validity_findings
+from advjax.eval._robustness import predictor
 
 STATE_JSON = "autoattack_state.json"
 STATE_NPZ = "autoattack_state.npz"
@@ -152,15 +146,9 @@ def _load_state(directory: Path, config):
         return arrays["robust"], arrays["x_adv"], state["attacks_run"], state["per_attack"]
 
 
+@per_model
 def _runner(logits_fn, attack):
     """``attack`` jitted for ``logits_fn``, compiled once per model, attack and shape."""
-    if _hashable(logits_fn) and _hashable(attack):
-        return _cached_runner(logits_fn, attack)
-    return _cached_runner.__wrapped__(logits_fn, attack)
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_runner(logits_fn, attack):
     return jax.jit(lambda xb, yb, k: attack(logits_fn, xb, yb, key=k))
 
 
@@ -297,10 +285,7 @@ def autoattack(
     attacks = dict(attacks)
     _check_ensemble(attacks, eps, threat, num_classes, clip_min, clip_max)
     constraints = Constraints(threat, float(eps), float(clip_min), float(clip_max))
-    if randomized or not _hashable(model):
-        predict = jax.jit(lambda xb: predicted_class(model(xb)))
-    else:
-        predict = _predictor(model)
+    predict = jax.jit(lambda xb: predicted_class(model(xb))) if randomized else predictor(model)
 
     def predictions(images):
         out = [
@@ -351,17 +336,8 @@ def autoattack(
         if state_path is not None:
             _save_state(state_path, config, robust, x_adv, attacks_run, per_attack)
 
-    warnings, figures = [], {}
-    non_finite = non_finite_gradient_mask(model, x, y, batch_size)
-    figures["non_finite_gradient_examples"] = int(non_finite.sum())
-    if non_finite.any():
-        warnings.append(non_finite_gradient_warning(int(non_finite.sum()), len(x)))
     rejected_total = sum(sum(r.get("rejected", {}).values()) for r in per_attack.values())
-    if rejected_total:
-        warnings.append(
-            f"{rejected_total} returned points were not finite, outside the eps-ball or outside "
-            "the valid range and were not counted (see per_attack[...]['rejected'])."
-        )
+    figures, warnings = input_validity_findings(model, x, y, batch_size, rejected_total)
     if diagnostics and not randomized:
         black = {n: r["broken"] for n, r in per_attack.items() if n in _BLACK_BOX}
         white_robust = None

@@ -8,13 +8,13 @@ logits that change between identical calls (a randomized model needs EOT).
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from advjax._compile import per_model
 from advjax.losses import ce
 
 BLACK_BOX_NAMES = ("square", "hopskipjump", "hsj", "one_pixel", "onepixel", "boundary")
@@ -30,7 +30,7 @@ def non_finite_gradient_warning(count: int, total: int) -> str:
     )
 
 
-@functools.lru_cache(maxsize=32)
+@per_model
 def _gradient_mask(logits_fn):
     @jax.jit
     def mask(xb, yb):
@@ -50,15 +50,35 @@ def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
       >>> non_finite_gradient_mask(unstable, jnp.array([[0.0], [0.5]]), jnp.array([0, 0]), 2)
       array([ True, False])
     """
-    try:
-        mask = _gradient_mask(logits_fn)
-    except TypeError:  # an unhashable model: compiled for this call only
-        mask = _gradient_mask.__wrapped__(logits_fn)
+    mask = _gradient_mask(logits_fn)
     parts = [
         np.asarray(mask(jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size])))
         for i in range(0, len(x), batch_size)
     ]
     return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
+def input_validity_findings(
+    logits_fn, x, y, batch_size: int, rejected_points: int
+) -> tuple[dict[str, Any], list[str]]:
+    """What :func:`~advjax.eval.evaluate` and :func:`~advjax.eval.autoattack` report on validity.
+
+    Counts, over all examples, the points whose cross-entropy input gradient is
+    NaN or inf (attacks take no step there), and warns about them and about
+    ``rejected_points``, attack outputs that failed the re-verification.
+
+    Returns:
+      ``({"non_finite_gradient_examples": count}, warnings)``.
+    """
+    count = int(non_finite_gradient_mask(logits_fn, x, y, batch_size).sum())
+    warnings = [non_finite_gradient_warning(count, len(x))] if count else []
+    if rejected_points:
+        warnings.append(
+            f"{rejected_points} returned points were not finite, outside the eps-ball or outside "
+            "the valid range and were not counted as adversarial examples (see each attack's "
+            "'rejected'): an attack does not keep its threat model."
+        )
+    return {"non_finite_gradient_examples": count}, warnings
 
 
 def _largest_change(first: np.ndarray, second: np.ndarray) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from advjax._checks import as_int_labels, check_batch, check_epsilon, check_positive_int
+from advjax._compile import per_model
 from advjax.attacks import (
     Attack,
     LogitsFn,
@@ -22,15 +22,8 @@ from advjax.attacks import (
     over_epsilons,
     predicted_class,
 )
-from advjax.attacks._guard import Constraints, _hashable, verify
-from advjax.eval._diagnostics import (
-    curve_checks,
-    gradient_masking_checks,
-    non_finite_gradient_mask,
-    non_finite_gradient_warning,
-)
-
-REJECTION_REASONS = ("non_finite", "outside_ball", "outside_box")
+from advjax.attacks._guard import REJECTION_REASONS, Constraints, verify
+from advjax.eval._diagnostics import curve_checks, gradient_masking_checks, input_validity_findings
 
 AttackFactory = Callable[[jax.Array], Attack]
 
@@ -153,13 +146,13 @@ def _summarise(name, correct, broken, norms, seconds, rejected=None) -> AttackRe
     return AttackResult(name, robust, success, mean_norm, median_norm, seconds, rejected or {})
 
 
-@functools.lru_cache(maxsize=32)
-def _predictor(logits_fn):
+@per_model
+def predictor(logits_fn):
     """The jitted ``x -> predicted class`` of a model, compiled once per model and shape."""
     return jax.jit(lambda xb: predicted_class(logits_fn(xb)))
 
 
-@functools.lru_cache(maxsize=32)
+@per_model
 def _make_sweep(logits_fn, factory, epsilons: tuple, threat, clip_min, clip_max):
     """A jitted ``(x, y, key) -> (broken[E, B], norms[E, B], rejected{reason: [E, B]})``.
 
@@ -261,11 +254,7 @@ def evaluate(
         batch_size = -(-batch_size // sharding.num_devices) * sharding.num_devices
     epsilons_array = _validated_epsilons(epsilons)
     threat = get_threat_model(norm)
-    predict = (
-        _predictor(logits_fn)
-        if _hashable(logits_fn)
-        else jax.jit(lambda xb: predicted_class(logits_fn(xb)))
-    )
+    predict = predictor(logits_fn)
 
     def _batches():
         """``_batched``, each batch placed with ``sharding`` when one is given."""
@@ -279,10 +268,8 @@ def evaluate(
     )
     results, all_broken, all_norms = [], [], []
     for attack_index, (name, factory) in enumerate(attacks.items()):
-        sweep_args = (logits_fn, factory, tuple(epsilons_array.tolist()), threat)
-        sweep_args += (float(clip_min), float(clip_max))
-        make = _make_sweep if all(map(_hashable, sweep_args)) else _make_sweep.__wrapped__
-        run = make(*sweep_args)
+        budgets = tuple(epsilons_array.tolist())
+        run = _make_sweep(logits_fn, factory, budgets, threat, float(clip_min), float(clip_max))
         attack_key = jax.random.fold_in(key, attack_index)
         broken, norms = [], []
         rejected = {reason: np.zeros(len(epsilons_array), np.int64) for reason in REJECTION_REASONS}
@@ -317,17 +304,10 @@ def evaluate(
         attacks=results,
         worst_case=worst,
     )
-    non_finite = non_finite_gradient_mask(logits_fn, x, y, batch_size)
-    report.diagnostics["non_finite_gradient_examples"] = int(non_finite.sum())
-    if non_finite.any():
-        report.warnings.append(non_finite_gradient_warning(int(non_finite.sum()), len(x)))
     rejected_total = sum(sum(sum(c) for c in r.rejected.values()) for r in results)
-    if rejected_total:
-        report.warnings.append(
-            f"{rejected_total} returned points were not finite, outside the eps-ball or outside "
-            "the valid range and were not counted as adversarial examples (see each attack's "
-            "'rejected'): an attack does not keep its threat model."
-        )
+    report.diagnostics, report.warnings = input_validity_findings(
+        logits_fn, x, y, batch_size, rejected_total
+    )
     if diagnostics:
         model_figures, model_warnings = gradient_masking_checks(
             logits_fn, x[:batch_size], y[:batch_size], warn_non_finite=False

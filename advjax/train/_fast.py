@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_inputs
 from advjax.attacks import Attack, fgsm
+from advjax.attacks._guard import finite_gradient, guarded
 from advjax.losses import ce
 from advjax.train._objectives import Objective, Schedule, pgd_at
 from advjax.train._trades import _check_positive
@@ -20,15 +20,16 @@ def _fgsm_unclipped_start(eps, step_size) -> Attack:
     ``delta``, which is then projected onto the ball and the valid range.
     """
 
-    def attack(logits_fn, x, y, *, key):
-        check_inputs(x, y, 0.0, 1.0)
+    def run(logits_fn, x, y, *, key):
         e = jnp.asarray(eps, x.dtype)
         delta = jax.random.uniform(key, x.shape, x.dtype, -e, e)
-        grad = jax.grad(lambda d: jnp.sum(ce(logits_fn(x + d), y)))(delta)
+        grad = finite_gradient(jax.grad(lambda d: jnp.sum(ce(logits_fn(x + d), y)))(delta))
         delta = jnp.clip(delta + jnp.asarray(step_size, x.dtype) * jnp.sign(grad), -e, e)
-        return jax.lax.stop_gradient(jnp.clip(x + delta, 0.0, 1.0))
+        return jnp.clip(x + delta, 0.0, 1.0)
 
-    return attack
+    return guarded(
+        run, name="fgsm_rs (unclipped start)", eps=eps, norm="linf", clip_min=0.0, clip_max=1.0
+    )
 
 
 def fgsm_rs(

@@ -82,7 +82,6 @@ def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Ca
     grad_fn = jax.grad(objective, has_aux=True)
 
     def update(state: TrainState, batch, key):
-        check_training_batch(state, batch)
         step_key = jax.random.fold_in(key, state.step)
         grads, aux = grad_fn(state.params, state, batch, step_key)
         metrics, batch_stats, carry = _split_aux(aux, state)
@@ -91,15 +90,15 @@ def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Ca
             new_state = new_state.replace(carry=carry)
         return new_state, metrics
 
-    if replays == 1:
-        step = update
-    else:
+    def step(state: TrainState, batch, key):
+        check_training_batch(state, batch)  # once per batch, not once per replay
+        if replays == 1:
+            return update(state, batch, key)
 
-        def step(state: TrainState, batch, key):
-            def body(state, _):
-                return update(state, batch, key)
+        def body(state, _):
+            return update(state, batch, key)
 
-            state, metrics = jax.lax.scan(body, state, None, length=replays)
-            return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+        state, metrics = jax.lax.scan(body, state, None, length=replays)
+        return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
     return jax.jit(step, donate_argnums=0) if jit else step
