@@ -12,7 +12,7 @@ Example:
   True
 """
 
-from advjax import attacks, certify, data, defenses, eval, losses, models, parallel, train
+from advjax import attacks, certify, data, defenses, evaluation, losses, models, parallel, train
 from advjax.attacks import (
     Attack,
     LogitsFn,
@@ -52,7 +52,7 @@ from advjax.certify import (
     smooth_certify,
 )
 from advjax.defenses import calibrate, ensemble, evaluate_defense, guard, preprocess
-from advjax.eval import autoattack, evaluate
+from advjax.evaluation import autoattack, evaluate
 from advjax.runs import LoadedRun, RunError, load_run, save_run_model
 from advjax.train import (
     distillation,
@@ -94,7 +94,7 @@ __all__ = [
     "ensemble",
     "eot",
     "eot_logits",
-    "eval",
+    "evaluation",
     "evaluate",
     "evaluate_defense",
     "fab",

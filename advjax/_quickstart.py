@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import optax
 
-from advjax import data, eval, models, train
+from advjax import data, evaluation, models, train
 from advjax.attacks import fgsm, pgd
 from advjax.runs import save_run_model
 
@@ -94,7 +94,7 @@ def _held_out_eval(x_val, y_val, config: QuickstartConfig):
     return eval_fn
 
 
-def run_quickstart(config: QuickstartConfig) -> eval.RobustnessReport:
+def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
     """Trains, checkpoints, evaluates and writes the report; returns the report.
 
     Example:
@@ -167,7 +167,7 @@ def run_quickstart(config: QuickstartConfig) -> eval.RobustnessReport:
         flush=True,
     )
     started = time.perf_counter()
-    report = eval.evaluate(
+    report = evaluation.evaluate(
         logits_fn, x_test, y_test, attacks, config.eval_epsilons, key=eval_key, norm="linf"
     )
     report.meta = {
@@ -180,9 +180,9 @@ def run_quickstart(config: QuickstartConfig) -> eval.RobustnessReport:
         "jax": jax.__version__,
         "backend": jax.default_backend(),
     }
-    eval.write_report(report, out, title="advjax quick start")
+    evaluation.write_report(report, out, title="advjax quick start")
     print(f"\nclean accuracy {100 * report.clean_accuracy:.2f}% on {n_eval} test images")
-    print(eval.format_table(report))
+    print(evaluation.format_table(report))
     print(
         f"\ntrain {report.meta['train_seconds']} s, eval {report.meta['eval_seconds']} s; "
         f"report: {out / 'report.md'}; load the model with advjax.load_run({str(out)!r})"

@@ -2,7 +2,7 @@
 
 Data: ``advjax.data.load_cifar10(split, data_dir=--data-dir, download=not --no-download)``.
 Evaluation: PGD-50 x 10 restarts, step 2/255, at Linf 8/255 on the test set
-(Wong et al. 2020's evaluation), via ``advjax.eval.evaluate``.
+(Wong et al. 2020's evaluation), via ``advjax.evaluation.evaluate``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import advjax  # noqa: E402
-from advjax import data, eval, models, train  # noqa: E402
+from advjax import data, evaluation, models, train  # noqa: E402
 
 EPS = 8 / 255
 
@@ -103,10 +103,10 @@ def run(args, state, train_set, objective, x_test, y_test, *, name: str, paper: 
         )
     }
     started = time.perf_counter()
-    report = eval.evaluate(
+    report = evaluation.evaluate(
         train.eval_logits(result.state), x_test, y_test, attack, [EPS], key=jax.random.key(7)
     )
-    print(eval.format_table(report))
+    print(evaluation.format_table(report))
     results = {
         "recipe": name,
         "clean_acc": round(100 * report.clean_accuracy, 2),

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import advjax  # noqa: E402
-from advjax import data, eval, models, train  # noqa: E402
+from advjax import data, evaluation, models, train  # noqa: E402
 
 DATA_DIR = SHARED_DATA
 EPS = 0.3
@@ -202,7 +202,7 @@ def final_eval(
         if index == 0 and args.check_apgd:
             # a stronger check on the points PGD left: APGD-CE, 100 iterations (Croce & Hein)
             runs["apgd-ce"] = advjax.apgd(EPS, loss="ce", steps=100)
-        result = eval.autoattack(
+        result = evaluation.autoattack(
             logits_fn,
             x_host,
             y_test,

@@ -20,7 +20,7 @@ import numpy as np
 import advjax
 from advjax import attacks as A
 from advjax import data
-from advjax import eval as adv_eval
+from advjax import evaluation as adv_eval
 from advjax._xla_flags import use_fast_cpu_loops
 
 

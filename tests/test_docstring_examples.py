@@ -18,8 +18,8 @@ MODULES = [
     "advjax.attacks._core",
     "advjax.attacks._guard",
     "advjax._compile",
-    "advjax.eval._diagnostics",
-    "advjax.eval._robustness",
+    "advjax.evaluation._diagnostics",
+    "advjax.evaluation._robustness",
     "advjax.train._state",
     "advjax.train._step",
     "advjax.train._fit",
@@ -40,7 +40,9 @@ def test_docstring_examples_run(name):
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("package", ["advjax", "advjax.attacks", "advjax.eval", "advjax.train"])
+@pytest.mark.parametrize(
+    "package", ["advjax", "advjax.attacks", "advjax.evaluation", "advjax.train"]
+)
 def test_public_names_are_documented(package):
     module = importlib.import_module(package)
     for name in module.__all__:

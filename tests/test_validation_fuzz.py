@@ -332,7 +332,7 @@ def test_fuzz_evaluate(data):
     logits_fn, _, x, y, invalid, seed = _entry_case(data)
 
     def call():
-        return advjax.eval.evaluate(
+        return advjax.evaluation.evaluate(
             logits_fn,
             x,
             y,
@@ -366,7 +366,7 @@ def test_fuzz_autoattack(data):
     logits_fn, _, x, y, invalid, seed = _entry_case(data)
 
     def call():
-        return advjax.eval.autoattack(
+        return advjax.evaluation.autoattack(
             logits_fn,
             x,
             y,

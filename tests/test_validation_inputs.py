@@ -11,7 +11,7 @@ import pytest
 
 import advjax
 from advjax._checks import InvalidInputError
-from advjax.eval._autoattack import _version_attacks
+from advjax.evaluation._autoattack import _version_attacks
 
 KEY = jax.random.key(0)
 
@@ -110,7 +110,7 @@ def test_autoattack_on_an_8_class_model_runs_every_attack():
     x = jnp.asarray(rng.uniform(size=(6, 6)), jnp.float32)
     logits_fn = lambda v: v @ w  # noqa: E731
     y = jnp.argmax(logits_fn(x), -1)
-    result = advjax.eval.autoattack(logits_fn, x, y, eps=0.05, key=KEY, diagnostics=False)
+    result = advjax.evaluation.autoattack(logits_fn, x, y, eps=0.05, key=KEY, diagnostics=False)
     assert result.attacks_run == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert 0.0 <= result.robust_accuracy <= result.clean_accuracy
 
@@ -121,11 +121,13 @@ def test_an_ensemble_that_cannot_run_fails_before_any_attack():
     x, y = jnp.full((3, 4), 0.5), jnp.array([0, 1, 2])
     attacks = {"apgd-ce": advjax.apgd(0.1, steps=3), "apgd-t": advjax.apgd_t(0.1, num_targets=9)}
     with pytest.raises(ValueError, match="apgd-t.*at least 10 classes, but the model has 8"):
-        advjax.eval.autoattack(logits_fn, x, y, eps=0.1, key=KEY, version="custom", attacks=attacks)
+        advjax.evaluation.autoattack(
+            logits_fn, x, y, eps=0.1, key=KEY, version="custom", attacks=attacks
+        )
     assert calls["concrete"] == 0
     three = jnp.ones((4, 3))
     with pytest.raises(ValueError, match="standard ensemble.*at least 4 classes"):
-        advjax.eval.autoattack(lambda v: v @ three, x, jnp.array([0, 1, 2]), eps=0.1, key=KEY)
+        advjax.evaluation.autoattack(lambda v: v @ three, x, jnp.array([0, 1, 2]), eps=0.1, key=KEY)
 
 
 # 3. A model whose input gradient is NaN -----------------------------------------------
@@ -155,8 +157,8 @@ def test_nan_gradients_give_no_step_and_finite_points(build):
 def test_evaluate_never_counts_a_nan_point_and_reports_nan_gradients():
     unstable, stable, x, y = _nan_gradient_models()
     attacks = {"fgsm": advjax.fgsm, "pgd": lambda e: advjax.pgd(e, steps=10)}
-    report = advjax.eval.evaluate(unstable, x, y, attacks, [0.1], key=KEY)
-    reference = advjax.eval.evaluate(stable, x, y, attacks, [0.1], key=KEY)
+    report = advjax.evaluation.evaluate(unstable, x, y, attacks, [0.1], key=KEY)
+    reference = advjax.evaluation.evaluate(stable, x, y, attacks, [0.1], key=KEY)
     assert report.clean_accuracy == reference.clean_accuracy == 1.0
     # No step where the gradient is NaN: robust accuracy can only be higher than the
     # stable twin's (never the 0.01 of counting NaN images as broken).
@@ -175,7 +177,7 @@ def test_a_custom_attack_returning_nan_is_not_counted():
     def nan_attack(logits_fn, x, y, *, key):
         return jnp.full_like(x, jnp.nan)
 
-    report = advjax.eval.evaluate(stable, x, y, {"nan": lambda e: nan_attack}, [0.1], key=KEY)
+    report = advjax.evaluation.evaluate(stable, x, y, {"nan": lambda e: nan_attack}, [0.1], key=KEY)
     assert report.robust_accuracy("nan", 0.1) == report.clean_accuracy
     assert report.attacks[0].rejected["non_finite"] == [100]
     assert any("not counted" in w for w in report.warnings)
@@ -192,13 +194,13 @@ def test_one_hot_labels_match_integer_labels_everywhere(n, k):
     logits_fn = lambda v: v @ w  # noqa: E731
     y = jnp.argmax(logits_fn(x), -1)
     one_hot = jax.nn.one_hot(y, k)
-    attacks = advjax.eval.standard_attacks(0.1, steps=5, targets=3, queries=20)
-    run = lambda labels: advjax.eval.autoattack(  # noqa: E731
+    attacks = advjax.evaluation.standard_attacks(0.1, steps=5, targets=3, queries=20)
+    run = lambda labels: advjax.evaluation.autoattack(  # noqa: E731
         logits_fn, x, labels, eps=0.1, key=KEY, version="custom", attacks=attacks
     )
     np.testing.assert_array_equal(run(y).robust, run(one_hot).robust)
     np.testing.assert_array_equal(run(y).robust, run(one_hot.astype(jnp.int32)).robust)
-    report = lambda labels: advjax.eval.evaluate(  # noqa: E731
+    report = lambda labels: advjax.evaluation.evaluate(  # noqa: E731
         logits_fn, x, labels, {"fgsm": advjax.fgsm}, [0.1], key=KEY
     )
     assert report(y).attacks[0].robust_accuracy == report(one_hot).attacks[0].robust_accuracy
@@ -285,11 +287,11 @@ def test_autoattack_passes_its_range_down_and_checks_both_ends():
     x = jnp.asarray(rng.uniform(-1.0, 2.0, size=(4, 5)), jnp.float32)
     y = jnp.zeros(4, jnp.int32)
     with pytest.raises(InvalidInputError, match="outside the declared valid range"):
-        advjax.eval.autoattack(
+        advjax.evaluation.autoattack(
             lambda v: v @ w, x + 0.5, y, eps=0.1, key=KEY, clip_min=-1.0, clip_max=2.0
         )
     with pytest.raises(ValueError, match=r"built for the range \[0.0, 1.0\]"):
-        advjax.eval.autoattack(
+        advjax.evaluation.autoattack(
             lambda v: v @ w,
             x,
             y,
@@ -312,7 +314,7 @@ def test_autoattack_rejects_points_outside_the_box():
     def escapes_the_box(logits_fn, x, y, *, key):
         return x + 0.09  # inside the ball, past the upper end of the range
 
-    result = advjax.eval.autoattack(
+    result = advjax.evaluation.autoattack(
         logits_fn, x, y, eps=0.1, key=KEY, version="custom", attacks={"out": escapes_the_box}
     )
     assert result.robust_accuracy == result.clean_accuracy == 1.0

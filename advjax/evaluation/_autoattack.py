@@ -22,8 +22,8 @@ from advjax._checks import (
 from advjax._compile import per_model
 from advjax.attacks import apgd, apgd_t, fab, get_threat_model, predicted_class, square
 from advjax.attacks._guard import REJECTION_REASONS, Constraints, verify
-from advjax.eval._diagnostics import gradient_masking_checks, input_validity_findings
-from advjax.eval._robustness import predictor
+from advjax.evaluation._diagnostics import gradient_masking_checks, input_validity_findings
+from advjax.evaluation._robustness import predictor
 
 STATE_JSON = "autoattack_state.json"
 STATE_NPZ = "autoattack_state.npz"
@@ -48,7 +48,7 @@ def standard_attacks(
     reference implementation does.
 
     Example:
-      >>> from advjax.eval import standard_attacks
+      >>> from advjax.evaluation import standard_attacks
       >>> list(standard_attacks(0.3))
       ['apgd-ce', 'apgd-t', 'fab-t', 'square']
     """
@@ -256,8 +256,8 @@ def autoattack(
       >>> logits_fn = lambda x: x.reshape(x.shape[0], -1) @ w
       >>> x = jax.random.uniform(jax.random.key(1), (8, 4, 4, 1))
       >>> y = jnp.argmax(logits_fn(x), -1)
-      >>> attacks = advjax.eval.standard_attacks(0.05, steps=5, targets=2, queries=10)
-      >>> result = advjax.eval.autoattack(logits_fn, x, y, eps=0.05, key=jax.random.key(2),
+      >>> attacks = advjax.evaluation.standard_attacks(0.05, steps=5, targets=2, queries=10)
+      >>> result = advjax.evaluation.autoattack(logits_fn, x, y, eps=0.05, key=jax.random.key(2),
       ...                                 attacks=attacks, version="custom")
       >>> result.robust_accuracy <= result.clean_accuracy
       True

@@ -23,7 +23,11 @@ from advjax.attacks import (
     predicted_class,
 )
 from advjax.attacks._guard import REJECTION_REASONS, Constraints, verify
-from advjax.eval._diagnostics import curve_checks, gradient_masking_checks, input_validity_findings
+from advjax.evaluation._diagnostics import (
+    curve_checks,
+    gradient_masking_checks,
+    input_validity_findings,
+)
 
 AttackFactory = Callable[[jax.Array], Attack]
 
@@ -62,8 +66,8 @@ class RobustnessReport:
 
     ``worst_case`` counts an example as broken if any attack broke it, so it is
     never above any single attack's figure. ``warnings`` lists gradient-masking
-    signs found by :func:`advjax.eval.gradient_masking_checks` and
-    :func:`advjax.eval.curve_checks`; ``diagnostics`` holds their figures.
+    signs found by :func:`advjax.evaluation.gradient_masking_checks` and
+    :func:`advjax.evaluation.curve_checks`; ``diagnostics`` holds their figures.
     """
 
     norm: str
@@ -239,7 +243,7 @@ def evaluate(
       >>> logits_fn = lambda x: x @ w
       >>> x = jax.random.uniform(jax.random.key(1), (8, 4))
       >>> y = jnp.argmax(logits_fn(x), -1)
-      >>> report = advjax.eval.evaluate(logits_fn, x, y, {"fgsm": lambda e: advjax.fgsm(e)},
+      >>> report = advjax.evaluation.evaluate(logits_fn, x, y, {"fgsm": lambda e: advjax.fgsm(e)},
       ...                               [0.0, 1.0], key=jax.random.key(2))
       >>> report.clean_accuracy
       1.0

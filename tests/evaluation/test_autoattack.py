@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import advjax
-from advjax import eval as adv_eval
+from advjax import evaluation as adv_eval
 
 W = jax.random.normal(jax.random.key(0), (16, 5))
 

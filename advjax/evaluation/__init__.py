@@ -1,23 +1,23 @@
 """Evaluation: clean and robust accuracy per attack and budget, and reports."""
 
-from advjax.eval._autoattack import (
+from advjax.evaluation._autoattack import (
     AutoAttackResult,
     autoattack,
     rand_attacks,
     standard_attacks,
 )
-from advjax.eval._diagnostics import (
+from advjax.evaluation._diagnostics import (
     curve_checks,
     gradient_masking_checks,
     non_finite_gradient_mask,
 )
-from advjax.eval._report import (
+from advjax.evaluation._report import (
     format_table,
     plot_robustness_curve,
     to_markdown,
     write_report,
 )
-from advjax.eval._robustness import AttackResult, RobustnessReport, evaluate
+from advjax.evaluation._robustness import AttackResult, RobustnessReport, evaluate
 
 __all__ = [
     "AttackResult",

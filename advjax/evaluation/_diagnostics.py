@@ -45,7 +45,7 @@ def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from advjax.eval import non_finite_gradient_mask
+      >>> from advjax.evaluation import non_finite_gradient_mask
       >>> unstable = lambda x: jnp.log(jnp.stack([x[:, 0], 1 - x[:, 0]], -1))
       >>> non_finite_gradient_mask(unstable, jnp.array([[0.0], [0.5]]), jnp.array([0, 0]), 2)
       array([ True, False])
@@ -61,7 +61,7 @@ def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
 def input_validity_findings(
     logits_fn, x, y, batch_size: int, rejected_points: int
 ) -> tuple[dict[str, Any], list[str]]:
-    """What :func:`~advjax.eval.evaluate` and :func:`~advjax.eval.autoattack` report on validity.
+    """What ``evaluate`` and ``autoattack`` (:mod:`advjax.evaluation`) report on validity.
 
     Counts, over all examples, the points whose cross-entropy input gradient is
     NaN or inf (attacks take no step there), and warns about them and about
@@ -124,7 +124,7 @@ def gradient_masking_checks(
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from advjax.eval import gradient_masking_checks
+      >>> from advjax.evaluation import gradient_masking_checks
       >>> flat = lambda x: jnp.zeros((x.shape[0], 3)) + 0.0 * x.sum()  # gradient always zero
       >>> figures, warnings = gradient_masking_checks(flat, jnp.ones((4, 2)), jnp.zeros(4, int))
       >>> figures["zero_gradient_share"], len(warnings)
@@ -181,7 +181,7 @@ def curve_checks(report, black_box: tuple[str, ...] = ()) -> tuple[dict[str, Any
     attack at some budget.
 
     Example:
-      >>> # figures, warnings = advjax.eval.curve_checks(report)
+      >>> # figures, warnings = advjax.evaluation.curve_checks(report)
     """
     epsilons = np.asarray(report.epsilons, dtype=float)
     positive = np.flatnonzero(epsilons > 0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import advjax
-from advjax import eval as adv_eval
+from advjax import evaluation as adv_eval
 
 EPSILONS = [0.0, 0.05, 0.1, 0.2, 0.3, 1.0]
 

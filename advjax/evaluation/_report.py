@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from advjax.eval._robustness import RobustnessReport
+from advjax.evaluation._robustness import RobustnessReport
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -25,7 +25,7 @@ def format_table(report: RobustnessReport) -> str:
     """A Markdown table of robust accuracy per attack (rows) and budget (columns).
 
     Example:
-      >>> # print(advjax.eval.format_table(report))
+      >>> # print(advjax.evaluation.format_table(report))
     """
     header = "| attack | " + " | ".join(f"eps={e:g}" for e in report.epsilons) + " | time (s) |"
     rule = "|---" * (len(report.epsilons) + 2) + "|"
@@ -129,7 +129,7 @@ def write_report(report: RobustnessReport, directory: str | Path, title: str = "
       The three paths, in that order.
 
     Example:
-      >>> # advjax.eval.write_report(report, "runs/quickstart")
+      >>> # advjax.evaluation.write_report(report, "runs/quickstart")
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
