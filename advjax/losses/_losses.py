@@ -22,8 +22,20 @@ def require_classes(logits: jax.Array, needed: int, loss_name: str) -> None:
     A loss evaluated below its class count is silently constant (a negative
     index past the class axis is clamped), so an attack on it would stall.
 
+    Args:
+      logits: ``[B, K]`` unnormalised scores (only the shape is read).
+      needed: the smallest class count ``K`` the loss is defined for.
+      loss_name: the loss's name, for the message.
+
     Raises:
       ValueError: naming the loss, the class count it needs and the count it got.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> require_classes(jnp.zeros((1, 2)), 3, "dlr")
+      Traceback (most recent call last):
+        ...
+      ValueError: the 'dlr' loss needs logits with at least 3 classes, got 2; ...
     """
     if logits.ndim < 1 or logits.shape[-1] < needed:
         got = logits.shape[-1] if logits.ndim else 0
@@ -34,14 +46,42 @@ def require_classes(logits: jax.Array, needed: int, loss_name: str) -> None:
 
 
 def as_probabilities(target: jax.Array, num_classes: int) -> jax.Array:
-    """Returns soft targets ``[B, K]`` from integer labels ``[B]`` or rows ``[B, K]``."""
+    """Returns soft targets ``[B, K]`` from integer labels ``[B]`` or rows ``[B, K]``.
+
+    Args:
+      target: integer labels ``[B]`` (made one-hot) or probability rows ``[B, K]``
+        (cast to float32 as they are).
+      num_classes: the class count ``K`` of the one-hot rows.
+
+    Returns:
+      Float32 probability rows ``[B, K]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import losses
+      >>> losses.as_probabilities(jnp.array([2, 0]), 3).tolist()
+      [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
     if target.ndim == 1:
         return jax.nn.one_hot(target, num_classes, dtype=jnp.float32)
     return target.astype(jnp.float32)
 
 
 def as_labels(target: jax.Array) -> jax.Array:
-    """Returns integer labels ``[B]``: the labels themselves or the argmax of rows ``[B, K]``."""
+    """Returns integer labels ``[B]``: the labels themselves or the argmax of rows ``[B, K]``.
+
+    Args:
+      target: integer labels ``[B]`` or probability rows ``[B, K]``.
+
+    Returns:
+      Integer labels ``[B]`` (the most probable class of each row).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import losses
+      >>> losses.as_labels(jnp.array([[0.1, 0.9], [0.7, 0.3]])).tolist()
+      [1, 0]
+    """
     if target.ndim == 1:
         return target
     return jnp.argmax(target, axis=-1)
@@ -55,7 +95,10 @@ def ce(logits: jax.Array, target: jax.Array) -> jax.Array:
       target: integer labels ``[B]`` or probabilities ``[B, K]``.
 
     Returns:
-      The per-example loss ``[B]``.
+      The per-example loss ``[B]`` in nats (float32).
+
+    Raises:
+      ValueError: ``logits`` have fewer than 2 classes.
 
     Example:
       >>> import jax.numpy as jnp
@@ -73,7 +116,7 @@ def cw_margin(logits: jax.Array, target: jax.Array, confidence: float | None = N
 
     Positive exactly when the example is misclassified (ties aside), so an
     untargeted attack maximises it. Carlini & Wagner (2017), "Towards Evaluating
-    the Robustness of Neural Networks", objective f6.
+    the Robustness of Neural Networks" (arXiv:1608.04644), objective f6.
 
     Args:
       logits: ``[B, K]`` unnormalised scores.
@@ -82,7 +125,10 @@ def cw_margin(logits: jax.Array, target: jax.Array, confidence: float | None = N
         ``None`` (the default) applies no cap.
 
     Returns:
-      The per-example margin ``[B]``.
+      The per-example margin ``[B]``, in logit units (float32).
+
+    Raises:
+      ValueError: ``logits`` have fewer than 2 classes.
 
     Example:
       >>> import jax.numpy as jnp
@@ -106,8 +152,20 @@ def kl(logits: jax.Array, target: jax.Array) -> jax.Array:
     """KL divergence ``KL(target || softmax(logits))`` per example.
 
     With ``target = softmax(clean_logits)`` this is TRADES' inner objective
-    (Zhang et al. 2019). Integer labels are treated as one-hot, which makes it
-    equal to cross-entropy.
+    (Zhang et al. 2019, "Theoretically Principled Trade-off between Robustness
+    and Accuracy", arXiv:1901.08573). Integer labels are treated as one-hot,
+    which makes it equal to cross-entropy.
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores of the model under attack.
+      target: probability rows ``[B, K]`` (e.g. the clean softmax) or integer
+        labels ``[B]``.
+
+    Returns:
+      The per-example divergence ``[B]`` in nats (float32, ``>= 0``).
+
+    Raises:
+      ValueError: ``logits`` have fewer than 2 classes.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -126,7 +184,20 @@ def dlr(logits: jax.Array, target: jax.Array) -> jax.Array:
     """Difference-of-logits-ratio loss of Croce & Hein (2020), untargeted.
 
     ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3)`` with ``pi`` the logits sorted
-    in decreasing order: invariant to shift and scale of the logits.
+    in decreasing order: invariant to shift and scale of the logits. Croce &
+    Hein (2020), "Reliable evaluation of adversarial robustness with an
+    ensemble of diverse parameter-free attacks" (arXiv:2003.01690).
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores, ``K >= 3``.
+      target: integer labels ``[B]`` or soft targets (their argmax is used).
+
+    Returns:
+      The per-example loss ``[B]`` (float32, unitless); positive exactly when
+      the example is misclassified.
+
+    Raises:
+      ValueError: ``logits`` have fewer than 3 classes.
 
     Example:
       >>> import jax.numpy as jnp
@@ -146,6 +217,18 @@ def dlr_targeted(logits: jax.Array, labels: jax.Array, target: jax.Array) -> jax
 
     ``(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2)``: positive once the target
     logit ``z_t`` exceeds the true one ``z_y``. Needs at least 4 classes.
+    Croce & Hein (2020), arXiv:2003.01690.
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores, ``K >= 4``.
+      labels: the true classes, integer ``[B]`` or rows ``[B, K]`` (argmax used).
+      target: the target classes, integer ``[B]`` or rows ``[B, K]`` (argmax used).
+
+    Returns:
+      The per-example loss ``[B]`` (float32, unitless).
+
+    Raises:
+      ValueError: ``logits`` have fewer than 4 classes.
 
     Example:
       >>> import jax.numpy as jnp
@@ -169,10 +252,24 @@ _LOSSES = {"ce": ce, "cw": cw_margin, "cw_margin": cw_margin, "kl": kl, "dlr": d
 def get_loss(loss: str | Loss) -> Loss:
     """Resolves a loss given by name (``ce``, ``cw``, ``kl``, ``dlr``) or as a callable.
 
+    Args:
+      loss: a name (``"ce"``, ``"cw"`` / ``"cw_margin"``, ``"kl"``, ``"dlr"``) or
+        a callable ``(logits[B, K], target) -> loss[B]``, returned as it is.
+
+    Returns:
+      The loss function ``(logits[B, K], target) -> loss[B]``.
+
+    Raises:
+      ValueError: ``loss`` is neither a known name nor callable.
+
     Example:
       >>> from advjax import losses
       >>> losses.get_loss("ce") is losses.ce
       True
+      >>> losses.get_loss("hinge")
+      Traceback (most recent call last):
+        ...
+      ValueError: unknown loss 'hinge'; choose one of ['ce', 'cw', 'cw_margin', 'dlr', 'kl'] ...
     """
     if callable(loss):
         return loss

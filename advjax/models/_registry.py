@@ -27,7 +27,12 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model`, sorted.
 
+    Returns:
+      The registered model names, in alphabetical order.
+
     Example:
+      >>> list_models()[:3]
+      ['fast_mnist', 'ibp_large', 'ibp_medium']
       >>> "madry_cnn" in list_models()
       True
     """
@@ -51,6 +56,10 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     Example:
       >>> get_model("wide_resnet", depth=10, widen_factor=1).depth
       10
+      >>> get_model("resnet50")
+      Traceback (most recent call last):
+        ...
+      ValueError: Unknown model 'resnet50'; known models: fast_mnist, ibp_large, ...
     """
     key = name.strip().lower().replace("-", "_")
     if key not in _REGISTRY:

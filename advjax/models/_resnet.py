@@ -44,7 +44,7 @@ def _global_avg_pool(x: jax.Array) -> jax.Array:
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation basic block (He et al., 2016), shared by both ResNets.
+    """Pre-activation basic block (He et al., 2016, arXiv:1603.05027), shared by both ResNets.
 
     Spec: ``out = ReLU(BN(x))``; ``y = conv3x3(stride)(out)``;
     ``y = conv3x3(ReLU(BN(y)))`` (dropout before the second conv when
@@ -113,7 +113,7 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(nn.Module):
-    """Pre-activation ResNet-18 (He et al., 2016) for 32x32 inputs.
+    """Pre-activation ResNet-18 (He et al., 2016, arXiv:1603.05027) for 32x32 inputs.
 
     The variant of Wong et al. (2020, arXiv:2001.03994) and Rice et al. (2020,
     arXiv:2002.11569):
@@ -133,6 +133,9 @@ class PreActResNet18(nn.Module):
       stage_sizes: Number of blocks per stage.
       mean: Optional per-channel input mean; ``None`` = no normalisation.
       std: Optional per-channel input std; ``None`` = no normalisation.
+
+    Raises:
+      ValueError: on ``init`` or ``apply``, if ``stage_sizes`` has not 4 entries.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -178,6 +181,8 @@ class PreActResNet18(nn.Module):
 class WideResNet(nn.Module):
     """Wide residual network WRN-``depth``-``widen_factor`` (Zagoruyko & Komodakis, 2016).
 
+    "Wide Residual Networks" (arXiv:1605.07146).
+
     As used by TRADES (Zhang et al., 2019) and Madry et al. (2018) on CIFAR-10:
 
     * stem: conv 3x3, 16 filters, stride 1, padding 1, no bias
@@ -200,6 +205,10 @@ class WideResNet(nn.Module):
       mean: Optional per-channel input mean; ``None`` = no normalisation.
       std: Optional per-channel input std; ``None`` = no normalisation.
 
+    Raises:
+      ValueError: on ``init`` or ``apply``, if ``depth`` is not ``6n + 4`` with
+        ``n >= 1``.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> model = WideResNet(depth=10, widen_factor=1)
@@ -207,6 +216,10 @@ class WideResNet(nn.Module):
       >>> variables = model.init(jax.random.key(0), x)
       >>> model.apply(variables, x).shape
       (1, 10)
+      >>> WideResNet(depth=12).init(jax.random.key(0), x)
+      Traceback (most recent call last):
+        ...
+      ValueError: WideResNet depth must be 6n + 4 with n >= 1, got 12...
     """
 
     depth: int = 28

@@ -13,10 +13,23 @@ from advjax.parallel._mesh import batch_divisor
 def padded_size(n: int, divisor: int) -> int:
     """The smallest multiple of ``divisor`` that is ``>= n`` (and ``>= divisor``).
 
+    Args:
+      n: the number of rows (examples) to place.
+      divisor: the device count the rows are split over.
+
+    Returns:
+      The padded number of rows.
+
+    Raises:
+      TypeError: ``divisor`` is not an integer.
+      ValueError: ``divisor`` is less than 1.
+
     Example:
       >>> from advjax import parallel
       >>> parallel.padded_size(10, 8)
       16
+      >>> parallel.padded_size(0, 4)
+      4
     """
     divisor = check_positive_int(divisor, "divisor")
     return max(-(-n // divisor), 1) * divisor
@@ -49,8 +62,14 @@ def shard_batch(batch, sharding: jax.sharding.Sharding, *, size: int | None = No
       size: the padded number of rows this process contributes.
 
     Returns:
-      ``(sharded_batch, mask)``: ``mask`` is a boolean ``[N]`` array sharded
-      like the batch, ``True`` for real examples.
+      ``(sharded_batch, mask)``: ``sharded_batch`` has the structure of
+      ``batch`` with every leading axis padded to ``N`` rows, and ``mask`` is a
+      boolean ``[N]`` array sharded like the batch, ``True`` for real examples.
+
+    Raises:
+      ValueError: ``batch`` holds no arrays, its arrays differ in leading size
+        (or one is a scalar), or ``size`` is smaller than the batch or not a
+        multiple of this process's device count.
 
     Example:
       >>> import jax.numpy as jnp

@@ -86,10 +86,19 @@ def host_slice(n: int, process_index: int | None = None, process_count: int | No
     Returns:
       A ``slice`` for indexing this host's examples.
 
+    Raises:
+      TypeError: ``n``, ``process_index`` or ``process_count`` is not an integer.
+      ValueError: ``n`` or ``process_index`` is negative, ``process_count`` is
+        less than 1, or ``process_index >= process_count``.
+
     Example:
       >>> from advjax import parallel
       >>> [parallel.host_slice(10, i, 3) for i in range(3)]
       [slice(0, 3, None), slice(3, 6, None), slice(6, 10, None)]
+      >>> parallel.host_slice(10, 3, 3)
+      Traceback (most recent call last):
+        ...
+      ValueError: process_index must be < process_count=3, got 3.
     """
     count = check_positive_int(
         jax.process_count() if process_count is None else process_count, "process_count"

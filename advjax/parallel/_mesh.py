@@ -26,11 +26,20 @@ def make_mesh(devices: Sequence[jax.Device] | None = None, axis: str = DEFAULT_A
     Returns:
       A ``jax.sharding.Mesh`` with one axis of ``len(devices)`` devices.
 
+    Raises:
+      ValueError: ``devices`` is empty.
+
     Example:
       >>> from advjax import parallel
       >>> mesh = parallel.make_mesh()
       >>> mesh.axis_names
       ('batch',)
+      >>> mesh.size == len(jax.devices())
+      True
+      >>> parallel.make_mesh([])
+      Traceback (most recent call last):
+        ...
+      ValueError: make_mesh needs at least one device.
     """
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
@@ -40,6 +49,13 @@ def make_mesh(devices: Sequence[jax.Device] | None = None, axis: str = DEFAULT_A
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Splits the leading (batch) axis of every array over all of the mesh's axes.
+
+    Args:
+      mesh: the mesh, usually from :func:`make_mesh`.
+
+    Returns:
+      A ``NamedSharding`` whose spec puts the leading axis on the mesh's axes
+      and leaves the other axes whole.
 
     Example:
       >>> from advjax import parallel
@@ -53,6 +69,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """A full copy on every device of the mesh (parameters, keys, scalars).
 
+    Args:
+      mesh: the mesh, usually from :func:`make_mesh`.
+
+    Returns:
+      A ``NamedSharding`` with an empty spec (nothing is split).
+
     Example:
       >>> from advjax import parallel
       >>> tuple(parallel.replicated(parallel.make_mesh()).spec)
@@ -64,12 +86,22 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_divisor(sharding: jax.sharding.Sharding) -> int:
     """How many pieces ``sharding`` cuts the leading axis into (1 if it is not split).
 
+    Args:
+      sharding: any ``jax.sharding.Sharding``; for shardings other than
+        ``NamedSharding`` its device count is taken.
+
+    Returns:
+      The number of shards of the leading axis, so a batch size must be a
+      multiple of it.
+
     Example:
       >>> from advjax import parallel
       >>> import jax
       >>> parallel.batch_divisor(parallel.batch_sharding(parallel.make_mesh())) == len(
       ...     jax.devices())
       True
+      >>> parallel.batch_divisor(parallel.replicated(parallel.make_mesh()))
+      1
     """
     if isinstance(sharding, NamedSharding):
         spec = tuple(sharding.spec)
@@ -103,6 +135,9 @@ def param_sharding(tree, mesh: Mesh, *, min_size: int = 2**16):
       >>> tree = {"w": jnp.zeros((512, 256)), "b": jnp.zeros(256)}
       >>> tuple(parallel.param_sharding(tree, mesh, min_size=1024)["b"].spec)
       ()
+      >>> tuple(parallel.param_sharding(tree, mesh, min_size=1024)["w"].spec) in [
+      ...     (), ("batch", None), (None, "batch")]  # split only on more than one device
+      True
     """
     axis = mesh.axis_names[0]
     size = mesh.shape[axis]

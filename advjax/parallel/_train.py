@@ -25,6 +25,15 @@ def state_sharding(state, mesh: Mesh, *, shard_params: bool = False, min_size: i
     optimizer moments, BatchNorm statistics alike) follow
     :func:`param_sharding`.
 
+    Args:
+      state: an :class:`advjax.train.TrainState` (any pytree works).
+      mesh: from :func:`make_mesh`.
+      shard_params: split arrays of at least ``min_size`` elements over the mesh.
+      min_size: the element count from which an array is split.
+
+    Returns:
+      A pytree of ``NamedSharding`` with the structure of ``state``.
+
     Example:
       >>> import jax, optax
       >>> from advjax import models, parallel, train
@@ -86,7 +95,12 @@ def sharded_step(step: Callable, mesh: Mesh, *, donate: bool = True) -> Callable
       donate: donate the old state's buffers, as ``make_step`` does.
 
     Returns:
-      ``step(state, batch, key) -> (state, metrics)``.
+      ``step(state, batch, key) -> (state, metrics)``, compiled once per
+      state structure and sharding.
+
+    Raises:
+      ValueError: when called, if the global batch size is not a multiple of
+        the mesh's device count.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
