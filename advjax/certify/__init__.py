@@ -13,7 +13,13 @@ from advjax.certify._certified import (
     certified_margins,
     specification_matrix,
 )
-from advjax.certify._crown import crown_bounds, crown_ibp_bounds, linear_bounds, margin_bounds
+from advjax.certify._crown import (
+    CROWN_RULES,
+    crown_bounds,
+    crown_ibp_bounds,
+    linear_bounds,
+    margin_bounds,
+)
 from advjax.certify._interval import INTERVAL_RULES, interval_bounds
 from advjax.certify._jaxpr_interp import Interval, UnsupportedPrimitiveError
 from advjax.certify._report import certified_markdown, certified_report
@@ -47,6 +53,7 @@ __all__ = [
     "certified_markdown",
     "batched_margin_lower_bounds",
     "ABSTAIN",
+    "CROWN_RULES",
     "INTERVAL_RULES",
     "Interval",
     "METHODS",

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from advjax.certify import _primitives as P
 from advjax.certify._interval import _as_box, _times, ibp_eqn
 from advjax.certify._jaxpr_interp import (
     Interval,
@@ -45,19 +46,51 @@ from advjax.certify._jaxpr_interp import (
 
 __all__ = ["crown_bounds", "crown_ibp_bounds", "margin_bounds", "linear_bounds"]
 
-_ALWAYS_LINEAR = frozenset(
-    "add add_any sub neg reshape transpose broadcast_in_dim concatenate slice squeeze "
-    "expand_dims rev pad reduce_sum reduce_window_sum cumsum convert_element_type split stack "
-    "copy copy_p".split()
-)
-_IDENTITY = frozenset("stop_gradient optimization_barrier sharding_constraint".split())
-_BILINEAR = frozenset(("mul", "dot_general", "conv_general_dilated"))
-_CONST_ARGS = {
-    "dynamic_slice": lambda n: range(1, n),
-    "dynamic_update_slice": lambda n: range(2, n),
-    "gather": lambda n: (1,),
-    "select_n": lambda n: (0,),
+Kind = Callable[[list[int], int], str]
+
+
+def _identity(pos: list[int], n: int) -> str:
+    del pos, n
+    return "identity"
+
+
+def _affine(pos: list[int], n: int) -> str:
+    del pos, n
+    return "affine"
+
+
+def _affine_given_constant(positions: Callable[[int], tuple[int, ...]]) -> Kind:
+    def kind(pos: list[int], n: int) -> str:
+        return "other" if set(pos) & set(positions(n)) else "affine"
+
+    return kind
+
+
+def _affine_if_one_bounded(pos: list[int], n: int) -> str:
+    del n
+    return "affine" if len(pos) == 1 else "other"
+
+
+def _relu_if_one_bounded(pos: list[int], n: int) -> str:
+    del n
+    return "relu" if len(pos) == 1 else "other"
+
+
+CROWN_RULES: dict[P.Primitive, Kind] = {
+    **{p: _affine for p in P.LINEAR},
+    **{p: _affine_given_constant(pos) for p, pos in P.LINEAR_GIVEN_CONSTANT.items()},
+    **{p: _affine_if_one_bounded for p in P.BILINEAR},
+    **{p: _relu_if_one_bounded for p in P.PIECEWISE_LINEAR},
+    **{p: _identity for p in P.IDENTITY},
 }
+"""Maps a primitive object to ``kind(bounded_positions, num_operands)``.
+
+The kind is ``"identity"`` (coefficients pass through), ``"affine"`` (transposed
+with ``jax.vjp``), ``"relu"`` (``max``/``min`` with a constant: CROWN's linear
+relaxation) or ``"other"`` (concretised with IBP boxes in CROWN-IBP's elision,
+an error for CROWN). Primitives not in the table are ``"other"``. Built from the
+classes of :mod:`advjax.certify._primitives`.
+"""
 
 
 class _Node:
@@ -156,23 +189,9 @@ def _node_positions(step: _Step) -> list[int]:
 
 
 def _classify(step: _Step) -> str:
-    """Returns 'identity', 'affine', 'relu' or 'other'."""
-    name = step.eqn.primitive.name
-    pos = _node_positions(step)
-    if name in _IDENTITY:
-        return "identity"
-    if name in _ALWAYS_LINEAR:
-        return "affine"
-    if name in _BILINEAR:
-        return "affine" if len(pos) == 1 else "other"
-    if name == "div":
-        return "affine" if pos == [0] else "other"
-    if name in _CONST_ARGS:
-        n = len(step.invals)
-        return "other" if set(pos) & set(_CONST_ARGS[name](n)) else "affine"
-    if name in ("max", "min") and len(pos) == 1:
-        return "relu"
-    return "other"
+    """Returns 'identity', 'affine', 'relu' or 'other' (see :data:`CROWN_RULES`)."""
+    kind = CROWN_RULES.get(step.eqn.primitive)
+    return "other" if kind is None else kind(_node_positions(step), len(step.invals))
 
 
 def _sum_rows(a, b, lead: int = 1):
@@ -304,7 +323,7 @@ def _conv_lhs_transpose(params: dict, x_shape: tuple) -> Callable:
 
 def _folds_conv_rows(step: _Step, pos: list[int]) -> bool:
     """Whether a convolution step is transposed by :func:`_conv_rows_transpose`."""
-    if not _FOLD_CONV_ROWS or step.eqn.primitive.name != "conv_general_dilated" or pos != [0]:
+    if not _FOLD_CONV_ROWS or step.eqn.primitive is not P.CONV or pos != [0]:
         return False
     if step.eqn.params.get("batch_group_count", 1) != 1:
         return False
@@ -401,7 +420,7 @@ def _relu_relaxation(step: _Step, box: Interval, out_shape: tuple):
     lo, up = box.lower, box.upper
     c = jnp.broadcast_to(jnp.asarray(c, lo.dtype), out_shape)
     one, zero = jnp.ones_like(lo), jnp.zeros_like(lo)
-    if step.eqn.primitive.name == "max":
+    if step.eqn.primitive is P.MAX:
         # y = c + relu(x - c)
         lz, uz = lo - c, up - c
         alpha = (uz >= -lz).astype(lo.dtype)
@@ -550,19 +569,6 @@ def _refine_rows(tape: _Tape, x_id: int) -> int:
     return max(1, _chunk_elements() // widest)
 
 
-# Coordinate-wise affine primitives (each output is an increasing or decreasing
-# affine function of one input coordinate, or a constant) and linear primitives
-# that mix coordinates; see _ibp_is_exact.
-_COORDINATEWISE = (
-    frozenset(
-        "add sub mul div neg convert_element_type reshape transpose squeeze expand_dims slice "
-        "pad rev copy copy_p".split()
-    )
-    | _IDENTITY
-)
-_MIXING = frozenset("dot_general conv_general_dilated reduce_sum reduce_window_sum".split())
-
-
 def _ibp_is_exact(tape: _Tape, node_id: int) -> bool:
     """Whether the IBP box of a node is already its exact range over the input box.
 
@@ -579,15 +585,15 @@ def _ibp_is_exact(tape: _Tape, node_id: int) -> bool:
         pos = _node_positions(step)
         if len(pos) != 1 or len(step.outs) != 1 or _classify(step) not in ("affine", "identity"):
             return False
-        name = step.eqn.primitive.name
-        if name in _MIXING:
+        prim = step.eqn.primitive
+        if prim in P.MIXING:
             if mixed:
                 return False
             mixed = True
-        elif name == "broadcast_in_dim":
+        elif prim is P.BROADCAST_IN_DIM:
             if mixed:  # copies feeding the mixing step
                 return False
-        elif name not in _COORDINATEWISE:
+        elif prim not in P.COORDINATEWISE:
             return False
         node_id = step.invals[pos[0]].id
     return True

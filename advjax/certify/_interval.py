@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from advjax.certify import _primitives as P
 from advjax.certify._jaxpr_interp import (
     Interval,
     UnsupportedPrimitiveError,
@@ -28,6 +29,7 @@ from advjax.certify._jaxpr_interp import (
 __all__ = ["INTERVAL_RULES", "interval_bounds", "ibp_eqn"]
 
 Rule = Callable[[Any, list[Any], dict], list[Any]]
+Positions = Callable[[int], tuple[int, ...]]
 
 
 def _is_iv(v) -> bool:
@@ -61,19 +63,27 @@ def _hull(a: Interval, b: Interval) -> Interval:
 # ----------------------------------------------------------------------------- rules
 
 
-def _monotone(const_args: tuple[int, ...] = ()) -> Rule:
-    """Rule for primitives non-decreasing in every non-constant argument."""
+def _monotone(const_positions: Positions | None = None) -> Rule:
+    """Rule for primitives non-decreasing in every operand not at ``const_positions(n)``.
+
+    The operands at those positions (indices, predicates) must be constants.
+    """
 
     def rule(eqn, invals, origins):
         del origins
-        for i in const_args:
-            if i < len(invals) and _is_iv(invals[i]):
-                raise _unsupported(eqn, f"Operand {i} (an index/predicate) must be a constant.")
+        if const_positions is not None:
+            for i in const_positions(len(invals)):
+                if _is_iv(invals[i]):
+                    raise _unsupported(eqn, f"Operand {i} (an index/predicate) must be a constant.")
         los = _bind(eqn, *[_lo(v) for v in invals])
         his = _bind(eqn, *[_hi(v) for v in invals])
         return [Interval(lo, hi) for lo, hi in zip(los, his, strict=True)]
 
+    rule.monotone = True
     return rule
+
+
+_MONOTONE_RULE = _monotone()
 
 
 def _decreasing(eqn, invals, origins):
@@ -216,23 +226,42 @@ def _compare(eqn, invals, origins):
     """Comparisons return a boolean box: ``lower`` = surely true, ``upper`` = maybe."""
     del origins
     a, b = invals
-    name = eqn.primitive.name
+    prim = eqn.primitive
     al, ah, bl, bh = _lo(a), _hi(a), _lo(b), _hi(b)
-    if name == "ge":
+    if prim is P.GE:
         sure, maybe = al >= bh, ah >= bl
-    elif name == "gt":
+    elif prim is P.GT:
         sure, maybe = al > bh, ah > bl
-    elif name == "le":
+    elif prim is P.LE:
         sure, maybe = ah <= bl, al <= bh
-    elif name == "lt":
+    elif prim is P.LT:
         sure, maybe = ah < bl, al < bh
-    elif name == "eq":
+    elif prim is P.EQ:
         sure = (al == ah) & (bl == bh) & (al == bl)
         maybe = (al <= bh) & (bl <= ah)
     else:  # ne
         eq_sure = (al == ah) & (bl == bh) & (al == bl)
         eq_maybe = (al <= bh) & (bl <= ah)
         sure, maybe = ~eq_maybe, ~eq_sure
+    return [Interval(sure, maybe)]
+
+
+def _is_finite(eqn, invals, origins):
+    """``is_finite`` (not monotone): surely finite if both ends are, maybe unless one infinity."""
+    del eqn, origins
+    (x,) = invals
+    sure = jnp.isfinite(x.lower) & jnp.isfinite(x.upper)
+    maybe = ~((x.lower == x.upper) & ~jnp.isfinite(x.lower))
+    return [Interval(sure, maybe)]
+
+
+def _convert(eqn, invals, origins):
+    """``convert_element_type``: monotone, except a conversion to bool (``x != 0``)."""
+    (x,) = invals
+    if eqn.params.get("new_dtype") != jnp.bool_ or x.lower.dtype == jnp.bool_:
+        return _MONOTONE_RULE(eqn, invals, origins)
+    sure = (x.lower > 0) | (x.upper < 0)
+    maybe = (x.lower != 0) | (x.upper != 0)
     return [Interval(sure, maybe)]
 
 
@@ -248,7 +277,7 @@ def _logical(eqn, invals, origins):
     del origins
     if any(_is_iv(v) and _lo(v).dtype != jnp.bool_ for v in invals):
         raise _unsupported(eqn, "Bitwise ops are only supported on booleans.")
-    return _monotone()(eqn, invals, {})
+    return _MONOTONE_RULE(eqn, invals, {})
 
 
 def _branch_image(case, region: Interval, x: Interval, origins) -> Interval:
@@ -269,15 +298,15 @@ def _select_n(eqn, invals, origins):
     """``select_n(pred, *cases)``; with an uncertain boolean predicate the hull."""
     pred, *cases = invals
     if not _is_iv(pred):
-        return _monotone()(eqn, invals, origins)
+        return _MONOTONE_RULE(eqn, invals, origins)
     if len(cases) != 2 or pred.lower.dtype != jnp.bool_:
         raise _unsupported(eqn, "Only boolean predicates depending on the input are supported.")
     f_case, t_case = (c if _is_iv(c) else Interval(c, c) for c in cases)
     origin = origins.get(id(pred))
     if origin is not None and origin[0] == "compare":
         # Piecewise refinement (e.g. leaky ReLU): restrict x to each branch's region.
-        _, name, x, c, x_first = origin
-        up = name in ("ge", "gt") if x_first else name in ("le", "lt")
+        _, prim, x, c, x_first = origin
+        up = prim in (P.GE, P.GT) if x_first else prim in (P.LE, P.LT)
         above = Interval(jnp.maximum(x.lower, c), x.upper)
         below = Interval(x.lower, jnp.minimum(x.upper, c))
         t_reg, f_reg = (above, below) if up else (below, above)
@@ -304,69 +333,50 @@ def _select_n(eqn, invals, origins):
     return [Interval(lo, hi)]
 
 
-_MONOTONE_UNARY = (
-    "tanh logistic exp exp2 expm1 log log1p sqrt cbrt erf erf_inv atan asinh sinh atanh "
-    "sign floor ceil round is_finite reduce_precision convert_element_type copy copy_p "
-    "stop_gradient optimization_barrier sharding_constraint"
-).split()
-_MONOTONE_STRUCTURAL = (
-    "add add_any max min reshape transpose broadcast_in_dim concatenate slice squeeze "
-    "expand_dims rev pad reduce_sum reduce_max reduce_min reduce_window_sum "
-    "reduce_window_max reduce_window_min cumsum cummax cummin cumlogsumexp clamp split stack"
-).split()
+INTERVAL_RULES: dict[P.Primitive, Rule] = {
+    **{p: _MONOTONE_RULE for p in P.MONOTONE},
+    **{p: _monotone(positions) for p, positions in P.MONOTONE_GIVEN_CONSTANT.items()},
+    **{p: _decreasing for p in P.DECREASING},
+    **{p: _compare for p in P.COMPARISON},
+    **{p: _bilinear for p in P.BILINEAR - {P.MUL}},
+    P.MUL: _mul,
+    P.DIV: _div,
+    P.SUB: _sub,
+    P.ABS: _abs,
+    P.INTEGER_POW: _integer_pow,
+    P.SQUARE: _square,
+    P.IS_FINITE: _is_finite,
+    P.CONVERT_ELEMENT_TYPE: _convert,
+    P.NOT: _not,
+    **{p: _logical for p in P.BOOLEAN - {P.NOT}},
+    P.SELECT_N: _select_n,
+}
+"""Maps a primitive object (e.g. ``jax.lax.tanh_p``) to ``rule(eqn, invals, origins) -> outvals``.
 
-INTERVAL_RULES: dict[str, Rule] = {}
-"""Maps ``primitive.name`` to ``rule(eqn, invals, origins) -> outvals``."""
-for _name in _MONOTONE_UNARY + _MONOTONE_STRUCTURAL:
-    INTERVAL_RULES[_name] = _monotone()
-INTERVAL_RULES.update(
-    {
-        "dynamic_slice": _monotone(const_args=tuple(range(1, 64))),
-        "dynamic_update_slice": _monotone(const_args=tuple(range(2, 64))),
-        "gather": _monotone(const_args=(1,)),
-        "scatter-add": _monotone(const_args=(1,)),
-        "scatter_add": _monotone(const_args=(1,)),
-        "neg": _decreasing,
-        "rsqrt": _decreasing,
-        "erfc": _decreasing,
-        "sub": _sub,
-        "abs": _abs,
-        "integer_pow": _integer_pow,
-        "square": _square,
-        "mul": _mul,
-        "div": _div,
-        "dot_general": _bilinear,
-        "conv_general_dilated": _bilinear,
-        "ge": _compare,
-        "gt": _compare,
-        "le": _compare,
-        "lt": _compare,
-        "eq": _compare,
-        "ne": _compare,
-        "not": _not,
-        "and": _logical,
-        "or": _logical,
-        "select_n": _select_n,
-    }
-)
+Built from the classes of :mod:`advjax.certify._primitives`: every monotone
+primitive binds on the lower and on the upper ends, decreasing ones swap them,
+bilinear maps use the center/radius form; the rest have their own rules.
+"""
+
+_ORDER = frozenset((P.GE, P.GT, P.LE, P.LT))
 
 
 def _record_origin(eqn, invals, outvals, origins) -> None:
     """Remembers how comparison/scaling outputs were formed (for ``select_n``)."""
-    name = eqn.primitive.name
-    if name in ("ge", "gt", "le", "lt") and len(invals) == 2:
+    prim = eqn.primitive
+    if prim in _ORDER and len(invals) == 2:
         a, b = invals
         if _is_iv(a) and not _is_iv(b):
-            origins[id(outvals[0])] = ("compare", name, a, b, True)
+            origins[id(outvals[0])] = ("compare", prim, a, b, True)
         elif _is_iv(b) and not _is_iv(a):
-            origins[id(outvals[0])] = ("compare", name, b, a, False)
-    elif name == "mul" and len(invals) == 2:
+            origins[id(outvals[0])] = ("compare", prim, b, a, False)
+    elif prim is P.MUL and len(invals) == 2:
         a, b = invals
         if _is_iv(a) and not _is_iv(b):
             origins[id(outvals[0])] = ("scale", a, b)
         elif _is_iv(b) and not _is_iv(a):
             origins[id(outvals[0])] = ("scale", b, a)
-    if name in ("ge", "gt", "le", "lt", "mul"):
+    if prim in _ORDER or prim is P.MUL:
         origins.setdefault("_keepalive", []).append((invals, outvals))
 
 
@@ -385,7 +395,7 @@ def ibp_eqn(eqn, invals: list[Any], origins: dict) -> list[Any]:
     Raises:
         UnsupportedPrimitiveError: If no rule exists for the primitive.
     """
-    rule = INTERVAL_RULES.get(eqn.primitive.name)
+    rule = INTERVAL_RULES.get(eqn.primitive)
     if rule is None:
         raise _unsupported(eqn)
     outvals = [_without_nan(v) for v in rule(eqn, invals, origins)]

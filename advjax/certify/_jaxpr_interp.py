@@ -6,7 +6,8 @@ input, e.g. closed-over parameters and literals) or an abstract value supplied b
 the caller (an :class:`Interval` for IBP, a graph node for CROWN). Equations whose
 inputs are all constants are evaluated directly with ``primitive.bind`` (constant
 folding); nested calls (``jit``/``pjit``, ``closed_call``, ``custom_jvp_call``,
-``custom_vjp_call``, ``remat``) are inlined recursively; every other equation is
+``custom_vjp_call``, ``remat``: the table :data:`advjax.certify._primitives.CALLS`,
+keyed by primitive objects) are inlined recursively; every other equation is
 handed to a caller-supplied ``handler``.
 
 Only the public jaxpr surface is used (``jax.make_jaxpr``, ``jax.extend.core``
@@ -34,6 +35,8 @@ except (ImportError, AttributeError):  # pragma: no cover - old JAX fallback
     Var = _jcore.Var
     ClosedJaxpr = _jcore.ClosedJaxpr
 
+from advjax.certify._primitives import CALLS
+
 __all__ = [
     "Interval",
     "UnsupportedPrimitiveError",
@@ -41,21 +44,6 @@ __all__ = [
     "trace",
     "interpret",
 ]
-
-# Higher-order primitives that we inline, with the parameter holding their body.
-_CALL_PARAMS: dict[str, tuple[str, ...]] = {
-    "pjit": ("jaxpr",),
-    "jit": ("jaxpr",),
-    "closed_call": ("call_jaxpr",),
-    "core_call": ("call_jaxpr",),
-    "custom_jvp_call": ("call_jaxpr", "fun_jaxpr"),
-    "custom_vjp_call": ("call_jaxpr", "fun_jaxpr"),
-    "custom_vjp_call_jaxpr": ("fun_jaxpr", "call_jaxpr"),
-    "remat": ("jaxpr",),
-    "remat2": ("jaxpr",),
-    "checkpoint": ("jaxpr",),
-    "custom_lin": ("jaxpr",),
-}
 
 
 class Interval(NamedTuple):
@@ -147,7 +135,7 @@ def source_line(eqn) -> str:
 
 def _body(eqn):
     """Returns ``(jaxpr, consts)`` of an inlinable call equation, or ``None``."""
-    names = _CALL_PARAMS.get(eqn.primitive.name)
+    names = CALLS.get(eqn.primitive)
     if names is None:
         return None
     for name in names:
