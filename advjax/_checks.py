@@ -26,7 +26,20 @@ SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class InvalidInputError(ValueError):
-    """A value check failed (raised eagerly, or from inside a compiled program)."""
+    """A value check failed (raised eagerly, or from inside a compiled program).
+
+    A ``ValueError``: code that catches ``ValueError`` catches it too. Under
+    ``jax.jit`` its message surfaces inside a ``jax.errors.JaxRuntimeError``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax._checks import InvalidInputError, check_epsilon
+      >>> try:
+      ...     check_epsilon(jnp.array(-0.1))
+      ... except ValueError as error:
+      ...     print(type(error).__name__)
+      InvalidInputError
+    """
 
 
 class _DropOwnErrors(logging.Filter):
@@ -41,7 +54,23 @@ logging.getLogger("jax._src.debugging").addFilter(_DropOwnErrors())
 
 
 def is_concrete(value) -> bool:
-    """Whether ``value`` holds real numbers rather than a tracer under a transform."""
+    """Whether ``value`` holds real numbers rather than a tracer under a transform.
+
+    Args:
+      value: any value (an array, a Python number, a tracer).
+
+    Returns:
+      ``False`` for a ``jax.core.Tracer`` (under ``jit``, ``grad``, ``vmap``, ...),
+      ``True`` otherwise.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax._checks import is_concrete
+      >>> is_concrete(jnp.ones(2))
+      True
+      >>> jax.jit(lambda x: jnp.asarray(is_concrete(x)))(jnp.ones(2)).item()
+      False
+    """
     return not isinstance(value, jax.core.Tracer)
 
 
@@ -58,7 +87,19 @@ def raise_if(failed, message: str, *values) -> None:
       *values: scalars to report (concrete or traced).
 
     Raises:
-      InvalidInputError: when ``failed`` holds.
+      InvalidInputError: when ``failed`` holds (under ``jax.jit``, wrapped in the
+        ``jax.errors.JaxRuntimeError`` the compiled program raises).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax._checks import raise_if
+      >>> x = jnp.array([0.5, 2.0])
+      >>> raise_if(x.max() > 1, "x has a maximum of {}, above 1", x.max())
+      Traceback (most recent call last):
+        ...
+      advjax._checks.InvalidInputError: x has a maximum of 2.0, above 1
+      >>> raise_if(x.max() > 5, "x has a maximum of {}, above 5", x.max()) is None
+      True
     """
     if all(is_concrete(v) for v in (failed, *values)):
         if bool(np.any(np.asarray(failed))):
@@ -88,8 +129,23 @@ def _host(value):
 def check_epsilon(eps, name: str = "eps") -> None:
     """Refuses a negative or non-finite budget (concrete now, traced inside the program).
 
+    Args:
+      eps: the perturbation budget, a scalar or a per-example array ``[B]`` (in
+        input units); ``None`` is accepted and not checked.
+      name: the argument's name, for the message.
+
     Raises:
       InvalidInputError: ``eps`` has a negative, NaN or infinite entry.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax._checks import check_epsilon
+      >>> check_epsilon(0.3) is None
+      True
+      >>> check_epsilon(jnp.array([0.1, -0.2]))
+      Traceback (most recent call last):
+        ...
+      advjax._checks.InvalidInputError: eps must be >= 0 and finite, got -0.2... (the smallest ...
     """
     if eps is None:
         return
@@ -104,7 +160,34 @@ def check_epsilon(eps, name: str = "eps") -> None:
 
 
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    """Returns ``value`` as an int after checking it is an integer >= ``minimum``."""
+    """Returns ``value`` as an int after checking it is an integer >= ``minimum``.
+
+    Args:
+      value: the value to check (a Python or numpy integer; ``bool`` is refused).
+      name: the argument's name, for the message.
+      minimum: the smallest value accepted.
+
+    Returns:
+      ``value`` as a Python ``int``.
+
+    Raises:
+      TypeError: ``value`` is not an integer (or is a ``bool``).
+      ValueError: ``value`` is less than ``minimum``.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax._checks import check_positive_int
+      >>> check_positive_int(np.int64(3), "steps")
+      3
+      >>> check_positive_int(0, "steps")
+      Traceback (most recent call last):
+        ...
+      ValueError: steps must be >= 1, got 0.
+      >>> check_positive_int(2.0, "steps")
+      Traceback (most recent call last):
+        ...
+      TypeError: steps must be an integer, got float 2.0.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}.")
     if value < minimum:
@@ -113,7 +196,25 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
 
 
 def check_range(clip_min: float, clip_max: float) -> None:
-    """Raises ``ValueError`` unless ``clip_min < clip_max`` are finite numbers."""
+    """Raises ``ValueError`` unless ``clip_min < clip_max`` are finite numbers.
+
+    Args:
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Raises:
+      TypeError: either end is not a number.
+      ValueError: either end is not finite, or ``clip_min >= clip_max``.
+
+    Example:
+      >>> from advjax._checks import check_range
+      >>> check_range(0.0, 1.0) is None
+      True
+      >>> check_range(1.0, 0.0)
+      Traceback (most recent call last):
+        ...
+      ValueError: the valid input range must satisfy clip_min < clip_max, got [1.0, 0.0].
+    """
     try:
         low, high = float(clip_min), float(clip_max)
     except (TypeError, ValueError) as error:
@@ -127,7 +228,25 @@ def check_range(clip_min: float, clip_max: float) -> None:
 
 
 def check_input_dtype(x) -> None:
-    """Refuses inputs that are not one of :data:`SUPPORTED_DTYPES`."""
+    """Refuses inputs that are not one of :data:`SUPPORTED_DTYPES`.
+
+    Args:
+      x: the inputs (an array; only its dtype is read).
+
+    Raises:
+      TypeError: ``x`` is not floating point; for integer images the message
+        says how to convert them.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax._checks import check_input_dtype
+      >>> check_input_dtype(np.zeros(2, np.float32)) is None
+      True
+      >>> check_input_dtype(np.zeros(2, np.uint8))
+      Traceback (most recent call last):
+        ...
+      TypeError: inputs x must be floating point, got dtype uint8; convert images ...
+    """
     dtype = jnp.result_type(x)
     if jnp.dtype(dtype).name not in SUPPORTED_DTYPES:
         hint = (
@@ -141,8 +260,22 @@ def check_input_dtype(x) -> None:
 def check_classes(num_classes: int, needed: int, what: str) -> None:
     """Refuses a model with fewer classes than ``what`` needs.
 
+    Args:
+      num_classes: the model's class count ``K``.
+      needed: the smallest ``K`` that ``what`` works with.
+      what: the name of the attack or loss, for the message.
+
     Raises:
       ValueError: naming ``what``, the class count it needs and the count given.
+
+    Example:
+      >>> from advjax._checks import check_classes
+      >>> check_classes(10, 4, "targeted DLR") is None
+      True
+      >>> check_classes(2, 4, "targeted DLR")
+      Traceback (most recent call last):
+        ...
+      ValueError: targeted DLR needs at least 4 classes, but the model has 2.
     """
     if num_classes < needed:
         raise ValueError(
@@ -153,8 +286,25 @@ def check_classes(num_classes: int, needed: int, what: str) -> None:
 def model_classes(logits_fn, x) -> int:
     """The class count ``K`` of ``logits_fn`` on ``x`` (shapes only, nothing is computed).
 
+    Args:
+      logits_fn: the model ``x[B, ...] -> logits[B, K]``.
+      x: a batch ``[B, ...]`` (an array or a ``jax.ShapeDtypeStruct``).
+
+    Returns:
+      ``K``, the size of the logits' last axis.
+
     Raises:
       ValueError: the model does not return ``[B, K]`` logits for a batch of ``B``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax._checks import model_classes
+      >>> model_classes(lambda x: x.reshape(len(x), -1)[:, :3], jnp.zeros((2, 4, 4, 1)))
+      3
+      >>> model_classes(lambda x: x.sum(), jnp.zeros((2, 4)))
+      Traceback (most recent call last):
+        ...
+      ValueError: logits_fn must map x[B, ...] to logits [B, K]; ... it returned ().
     """
     out = jax.eval_shape(logits_fn, x)
     shape = getattr(out, "shape", None)
@@ -180,7 +330,22 @@ def check_batch(logits_fn, x, y, clip_min=None, clip_max=None) -> int:
       The model's class count ``K``.
 
     Raises:
-      TypeError, ValueError, InvalidInputError: as :func:`check_inputs`.
+      TypeError: as :func:`check_inputs`.
+      ValueError: as :func:`check_inputs`, or the model does not return logits
+        ``[B, K]`` (:func:`model_classes`).
+      InvalidInputError: as :func:`check_inputs`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax._checks import check_batch
+      >>> logits_fn = lambda x: jnp.stack([x.sum((1, 2, 3)), -x.sum((1, 2, 3))], -1)
+      >>> x = jnp.full((2, 4, 4, 1), 0.5)
+      >>> check_batch(logits_fn, x, jnp.array([0, 1]), 0.0, 1.0)
+      2
+      >>> check_batch(logits_fn, x, jnp.array([0, 2]), 0.0, 1.0)
+      Traceback (most recent call last):
+        ...
+      advjax._checks.InvalidInputError: labels y lie in [0, 2], outside the model's classes ...
     """
     check_input_dtype(x)
     shape = jnp.shape(x)
@@ -213,6 +378,21 @@ def check_inputs(x, y, clip_min, clip_max, *, num_classes: int | None = None):
       InvalidInputError: for NaN/inf inputs, inputs out of range, labels outside
         ``[0, K)`` or rows that are not probabilities (under ``jax.jit`` as the
         message of a ``JaxRuntimeError``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax._checks import check_inputs
+      >>> x = jnp.full((2, 3), 0.5)
+      >>> check_inputs(x, jnp.array([[0.0, 1.0], [0.5, 0.5]]), 0.0, 1.0) is None
+      True
+      >>> check_inputs(3 * x, jnp.array([0, 1]), 0.0, 1.0)
+      Traceback (most recent call last):
+        ...
+      advjax._checks.InvalidInputError: inputs x lie in [1.5, 1.5], outside the declared ...
+      >>> check_inputs(x, jnp.array([0.0, 1.0]), 0.0, 1.0)
+      Traceback (most recent call last):
+        ...
+      TypeError: labels y of shape [B] must be integers, got dtype float32; ...
     """
     bounded = clip_min is not None or clip_max is not None
     if bounded:
@@ -317,7 +497,20 @@ def _float_of(dtype):
 
 
 def as_targets(y) -> jax.Array:
-    """Labels in the form losses take: int32 ``[B]``, or float32 probability rows ``[B, K]``."""
+    """Labels in the form losses take: int32 ``[B]``, or float32 probability rows ``[B, K]``.
+
+    Args:
+      y: integer labels ``[B]`` or probability rows ``[B, K]`` of any numeric dtype.
+
+    Returns:
+      ``y`` as int32 ``[B]`` or float32 ``[B, K]``.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax._checks import as_targets
+      >>> as_targets(np.array([1, 0])).dtype, as_targets(np.eye(2, dtype=np.uint8)).dtype
+      (dtype('int32'), dtype('float32'))
+    """
     y = jnp.asarray(y)
     if y.ndim == 1:
         return y.astype(jnp.int32)
@@ -325,7 +518,20 @@ def as_targets(y) -> jax.Array:
 
 
 def as_int_labels(y) -> jax.Array:
-    """Integer labels ``[B]``: the labels themselves, or the argmax of one-hot/probability rows."""
+    """Integer labels ``[B]``: the labels themselves, or the argmax of one-hot/probability rows.
+
+    Args:
+      y: integer labels ``[B]`` or probability rows ``[B, K]``.
+
+    Returns:
+      int32 labels ``[B]``.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax._checks import as_int_labels
+      >>> as_int_labels(np.array([[0.2, 0.8], [1.0, 0.0]])).tolist()
+      [1, 0]
+    """
     y = jnp.asarray(y)
     if y.ndim == 1:
         return y.astype(jnp.int32)

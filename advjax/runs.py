@@ -26,7 +26,21 @@ MODEL_DIR = "model"
 
 
 class RunError(ValueError):
-    """A run directory is missing, incomplete or inconsistent."""
+    """A run directory is missing, incomplete or inconsistent.
+
+    A ``ValueError``, raised by :func:`load_run` with a message that says what
+    is missing and how to make it.
+
+    Example:
+      >>> import tempfile
+      >>> from advjax.runs import RunError, load_run
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     try:
+      ...         load_run(tmp)
+      ...     except RunError as error:
+      ...         print(type(error).__name__, isinstance(error, ValueError))
+      RunError True
+    """
 
 
 @dataclasses.dataclass
@@ -35,9 +49,22 @@ class LoadedRun:
 
     Attributes:
       model: the Flax module.
-      variables: ``{"params": ..., "batch_stats": ...}``.
-      logits_fn: the eval-mode logits function (attacks use this).
-      config: the run's ``config.json``.
+      variables: ``{"params": ..., "batch_stats": ...}`` (numpy arrays on the
+        host; ``batch_stats`` only for BatchNorm models).
+      logits_fn: the eval-mode logits function ``x[B, H, W, C] -> logits[B, K]``
+        (attacks use this).
+      config: the run's ``config.json`` as a dict.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax import models
+      >>> from advjax.runs import LoadedRun
+      >>> model = models.get_model("mlp", hidden=(8,))
+      >>> variables = models.init_model(model, jax.random.key(0), (4, 4, 1))
+      >>> run = LoadedRun(model, variables, models.eval_logits_fn(model, variables),
+      ...                 {"model": "mlp"})
+      >>> run.logits_fn(jnp.zeros((2, 4, 4, 1))).shape
+      (2, 10)
     """
 
     model: Any
@@ -66,10 +93,27 @@ def save_run_model(
       extra: more JSON-ready facts for ``config.json`` (training recipe, data).
 
     Returns:
-      The run directory.
+      The run directory, as an absolute ``Path``.
+
+    Raises:
+      ValueError: ``model_name`` is not a zoo model (nothing is written then,
+        beyond creating ``run_dir``).
 
     Example:
-      >>> # save_run_model("runs/x", variables, model_name="fast_mnist", input_shape=(28, 28, 1))
+      >>> import json, tempfile
+      >>> import jax
+      >>> from advjax import models
+      >>> from advjax.runs import save_run_model
+      >>> model = models.get_model("mlp", hidden=(8,))
+      >>> variables = models.init_model(model, jax.random.key(0), (4, 4, 1))
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     run_dir = save_run_model(tmp, variables, model_name="mlp",
+      ...                              model_kwargs={"hidden": [8]}, input_shape=(4, 4, 1),
+      ...                              extra={"epochs": 1})
+      ...     print(sorted(p.name for p in run_dir.iterdir()))
+      ...     print(json.loads((run_dir / "config.json").read_text())["input_shape"])
+      ['config.json', 'model']
+      [4, 4, 1]
     """
     run_dir = Path(run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +150,27 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         saved model, or they do not match.
 
     Example:
-      >>> # run = advjax.load_run("runs/quickstart")
-      >>> # x_adv = advjax.pgd(0.3)(run.logits_fn, x, y, key=jax.random.key(0))
+      >>> import tempfile
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> from advjax import models
+      >>> model = models.get_model("mlp", hidden=(8,))
+      >>> variables = models.init_model(model, jax.random.key(0), (4, 4, 1))
+      >>> x, y = jnp.full((2, 4, 4, 1), 0.5), jnp.array([0, 1])
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     _ = advjax.runs.save_run_model(tmp, variables, model_name="mlp",
+      ...                                    model_kwargs={"hidden": [8]},
+      ...                                    input_shape=(4, 4, 1))
+      ...     run = advjax.runs.load_run(tmp)
+      >>> run.config["model"], run.logits_fn(x).shape
+      ('mlp', (2, 10))
+      >>> x_adv = advjax.pgd(0.1, steps=2)(run.logits_fn, x, y, key=jax.random.key(0))
+      >>> bool(jnp.abs(x_adv - x).max() <= 0.1 + 1e-6)
+      True
+      >>> advjax.runs.load_run("/nonexistent/run")
+      Traceback (most recent call last):
+        ...
+      advjax.runs.RunError: run directory /nonexistent/run does not exist; ...
     """
     run_dir = Path(run_dir).absolute()
     if not run_dir.is_dir():
