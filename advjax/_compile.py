@@ -17,7 +17,19 @@ CACHE_SIZE = 32
 
 
 def hashable(value) -> bool:
-    """Whether ``value`` can key a cache (a model with ``__eq__`` but no ``__hash__`` cannot)."""
+    """Whether ``value`` can key a cache (a model with ``__eq__`` but no ``__hash__`` cannot).
+
+    Args:
+      value: any value.
+
+    Returns:
+      ``True`` when ``hash(value)`` succeeds.
+
+    Example:
+      >>> from advjax._compile import hashable
+      >>> hashable(abs), hashable((1, "a")), hashable([1]), hashable({"w": 1})
+      (True, True, False, False)
+    """
     try:
         hash(value)
     except TypeError:
@@ -27,6 +39,17 @@ def hashable(value) -> bool:
 
 def per_model(builder: Callable) -> Callable:
     """Caches ``builder(*args)``; arguments that cannot be hashed get a fresh build.
+
+    The cache keeps the last :data:`CACHE_SIZE` builds (least recently used
+    first out); ``build.cache_clear()`` empties it.
+
+    Args:
+      builder: ``builder(*args) -> program``, called with positional arguments
+        only (a model function, attack settings, ...).
+
+    Returns:
+      ``build(*args)`` returning ``builder(*args)``, the same object for equal
+      hashable arguments, with a ``cache_clear`` method.
 
     Example:
       >>> from advjax._compile import per_model
@@ -38,6 +61,9 @@ def per_model(builder: Callable) -> Callable:
       >>> f = abs
       >>> build(f) is build(f), len(calls)
       (True, 1)
+      >>> _ = build([1]), build([1])  # unhashable: built afresh each time
+      >>> len(calls)
+      3
     """
     cached = functools.lru_cache(maxsize=CACHE_SIZE)(builder)
 
