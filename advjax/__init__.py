@@ -12,7 +12,18 @@ Example:
   True
 """
 
-from advjax import attacks, certify, data, defenses, evaluation, losses, models, parallel, train
+from advjax import (
+    attacks,
+    backend,
+    certify,
+    data,
+    defenses,
+    evaluation,
+    losses,
+    models,
+    parallel,
+    train,
+)
 from advjax.attacks import (
     Attack,
     LogitsFn,
@@ -75,6 +86,7 @@ __all__ = [
     "apgd",
     "apgd_t",
     "attacks",
+    "backend",
     "autoattack",
     "bim",
     "bpda",

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 
 from advjax._quickstart import QuickstartConfig, run_quickstart
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type) -> None:
@@ -23,7 +23,22 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``advjax`` command."""
+    """The argument parser of the ``advjax`` command.
+
+    One sub-command, ``quickstart``, with one flag per field of
+    ``QuickstartConfig`` (``--epochs``, ``--train-eps``, ``--progress`` /
+    ``--no-progress``, ...; defaults are the config's).
+
+    Returns:
+      The ``argparse.ArgumentParser`` (``prog="advjax"``).
+
+    Example:
+      >>> from advjax.cli import build_parser
+      >>> args = build_parser().parse_args(
+      ...     ["quickstart", "--epochs", "2", "--eval-epsilons", "0.1", "0.3", "--no-progress"])
+      >>> args.command, args.epochs, args.eval_epsilons, args.progress
+      ('quickstart', 2, [0.1, 0.3], False)
+    """
     parser = argparse.ArgumentParser(prog="advjax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     quick = commands.add_parser(
@@ -35,7 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``advjax`` console script."""
+    """Entry point of the ``advjax`` console script.
+
+    Parses ``argv``, turns on the CPU loop speed-up
+    (:func:`advjax.backend.use_fast_cpu_loops`) and runs the sub-command;
+    ``advjax quickstart`` trains, attacks and writes its run directory
+    (minutes on a laptop CPU; ``advjax quickstart --help`` lists the flags).
+
+    Args:
+      argv: the arguments after the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+      The exit status, 0 on success.
+
+    Raises:
+      SystemExit: from ``argparse`` on ``--help`` (status 0) or on arguments it
+        cannot parse (status 2, with the usage on stderr).
+
+    Example:
+      >>> import contextlib, io
+      >>> from advjax.cli import main
+      >>> stderr = io.StringIO()
+      >>> try:
+      ...     with contextlib.redirect_stderr(stderr):
+      ...         main(["quickstart", "--epochs", "one"])
+      ... except SystemExit as exit:
+      ...     print("exit status", exit.code)
+      exit status 2
+      >>> stderr.getvalue().splitlines()[-1]
+      "advjax quickstart: error: argument --epochs: invalid int value: 'one'"
+    """
     args = build_parser().parse_args(argv)
     use_fast_cpu_loops()
     if args.command == "quickstart":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from _shared_data import SHARED_DATA
 
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
 use_fast_cpu_loops()
 

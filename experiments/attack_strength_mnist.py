@@ -31,7 +31,7 @@ import json
 import time
 from pathlib import Path
 
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
 use_fast_cpu_loops()
 

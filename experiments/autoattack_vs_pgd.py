@@ -21,7 +21,7 @@ import advjax
 from advjax import attacks as A
 from advjax import data
 from advjax import evaluation as adv_eval
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
 
 def robust_accuracy(logits_fn, attack, x, y, key, batch_size):

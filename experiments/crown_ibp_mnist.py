@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _certified_common import add_eval_flags, evaluate, load_data, train_loop  # noqa: E402
 
-from advjax._xla_flags import use_fast_cpu_loops  # noqa: E402
+from advjax.backend import use_fast_cpu_loops  # noqa: E402
 from advjax.certify import crown_ibp_training, ibp_training, ramp_schedule  # noqa: E402
 
 

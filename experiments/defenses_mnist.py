@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -40,8 +42,8 @@ import numpy as np
 import optax
 
 from advjax import data, defenses, models, train
-from advjax._xla_flags import use_fast_cpu_loops
 from advjax.attacks import apgd, pgd
+from advjax.backend import use_fast_cpu_loops
 from advjax.certify import linear_bounds, specification_matrix
 from advjax.runs import load_run
 
@@ -69,10 +71,9 @@ def train_undefended(epochs: int, seed: int):
 def load_or_train_pgd(run_dir: str):
     """``(model, variables)`` of the PGD-trained run; trains it (quick-start defaults) if absent."""
     if not (Path(run_dir) / "config.json").exists():
-        from advjax._quickstart import QuickstartConfig, run_quickstart
-
         print(f"no run in {run_dir}: training one with the quick-start defaults", flush=True)
-        run_quickstart(QuickstartConfig(out=run_dir, progress=False))
+        command = [sys.executable, "-m", "advjax", "quickstart", "--out", run_dir, "--no-progress"]
+        subprocess.run(command, check=True)
     run = load_run(run_dir)
     return run.model, run.variables
 

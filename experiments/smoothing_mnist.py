@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _certified_common import load_data, train_loop  # noqa: E402
 
 from advjax import models  # noqa: E402
-from advjax._xla_flags import use_fast_cpu_loops  # noqa: E402
+from advjax.backend import use_fast_cpu_loops  # noqa: E402
 from advjax.certify import (  # noqa: E402
     certified_accuracy_at_radii,
     gaussian_noise_training,

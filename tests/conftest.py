@@ -8,9 +8,9 @@ import optax
 import pytest
 
 from advjax import data, models, train
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
-use_fast_cpu_loops()  # the suite's attack loops run ~2x faster on CPU; see advjax/_xla_flags.py
+use_fast_cpu_loops()  # see advjax/backend/_xla_flags.py
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ MODULES = [
     "advjax.parallel",
     "advjax.parallel._attack",
     "advjax.parallel._batch",
-    "advjax.parallel._conv",
+    "advjax.backend._conv",
     "advjax.parallel._distributed",
     "advjax.parallel._mesh",
     "advjax.parallel._precision",

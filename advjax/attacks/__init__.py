@@ -16,6 +16,7 @@ from advjax.attacks._ddn import ddn
 from advjax.attacks._deepfool import deepfool
 from advjax.attacks._fab import fab
 from advjax.attacks._fgsm import fgm, fgsm
+from advjax.attacks._guard import REJECTION_REASONS, Constraints, finite_gradient, guarded, verify
 from advjax.attacks._hopskipjump import hopskipjump
 from advjax.attacks._jsma import jsma
 from advjax.attacks._mifgsm import bim, mifgsm
@@ -35,7 +36,9 @@ from advjax.attacks._transforms import (
 from advjax.attacks._universal import apply_universal, universal_perturbation
 
 __all__ = [
+    "REJECTION_REASONS",
     "Attack",
+    "Constraints",
     "LogitsFn",
     "ThreatModel",
     "apgd",
@@ -54,7 +57,9 @@ __all__ = [
     "fab",
     "fgm",
     "fgsm",
+    "finite_gradient",
     "get_threat_model",
+    "guarded",
     "hopskipjump",
     "is_better",
     "is_successful",
@@ -75,6 +80,7 @@ __all__ = [
     "square",
     "targeted",
     "universal_perturbation",
+    "verify",
     "with_restarts",
     "worst_case",
 ]

@@ -18,6 +18,7 @@ from advjax._checks import (
 )
 from advjax.attacks._core import Attack, attack_objective, is_better, is_successful
 from advjax.attacks._guard import admissible, checked_then_compiled
+from advjax.data import map_batches
 from advjax.losses import Loss, get_loss
 
 
@@ -352,11 +353,6 @@ def _check_composite(attacks, logits_fn, x, y) -> None:
         check_batch(logits_fn, x, y, constraints.clip_min, constraints.clip_max)
 
 
-def _bucket(count: int, batch: int) -> int:
-    """The padded batch size for ``count`` examples: the next power of two, at most ``batch``."""
-    return min(1 << max(count - 1, 0).bit_length(), batch)
-
-
 def _compacted_worst_case(attacks, targeted: bool) -> Attack:
     runs = [jax.jit(attack, static_argnums=0) for attack in attacks]
     success_of = jax.jit(_success_of, static_argnums=(0, 3))
@@ -377,15 +373,18 @@ def _compacted_worst_case(attacks, targeted: bool) -> Attack:
             todo = np.flatnonzero(~broken)
             if todo.size == 0:
                 break
-            size = _bucket(todo.size, batch)
-            take = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-            x_adv = run(logits_fn, x[take], y[take], key=jax.random.fold_in(key, index))
-            valid = np.asarray(admissible(attack, x[take], x_adv))[: todo.size]
-            success = np.asarray(success_of(logits_fn, x_adv, y[take], targeted))[: todo.size]
-            success = success & valid
+
+            def attempt(xb, yb, run=run, attack=attack, index=index):
+                x_adv = run(logits_fn, xb, yb, key=jax.random.fold_in(key, index))
+                valid = admissible(attack, xb, x_adv)
+                return x_adv, valid, success_of(logits_fn, x_adv, yb, targeted) & valid
+
+            found, valid, success = map_batches(
+                attempt, [x, y], batch_size=batch, rows=todo, bucket=True
+            )
             write = success | ((index == len(runs) - 1) & valid)
             if write.any():
-                x_best = x_best.at[todo[write]].set(x_adv[: todo.size][write])
+                x_best = x_best.at[todo[write]].set(found[write])
             broken[todo[success]] = True
         return jax.lax.stop_gradient(x_best)
 

@@ -179,12 +179,26 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, *args, **kwargs) -> 
     It is a ``jax.custom_jvp``: ``jax.grad``, ``vjp``, ``jvp``, ``vmap`` and
     ``jit`` all work.
 
+    Args:
+      lhs: the input, e.g. ``[B, H, W, C]`` with ``dimension_numbers`` NHWC.
+      rhs: the kernel, e.g. ``[kh, kw, C, F]`` with ``dimension_numbers`` HWIO.
+      window_strides: the strides of the spatial axes, e.g. ``(1, 1)``.
+      padding: ``"SAME"``, ``"VALID"`` or explicit ``[(lo, hi), ...]`` per
+        spatial axis.
+      *args: further positional arguments of ``lax.conv_general_dilated``.
+      **kwargs: its keyword arguments (``dimension_numbers``,
+        ``feature_group_count``, ``precision``, ...).
+
+    Returns:
+      The convolution, as ``lax.conv_general_dilated`` returns it (e.g.
+      ``[B, H', W', F]``), with the same values.
+
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from advjax import parallel
+      >>> from advjax import backend
       >>> x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
       >>> dn = ("NHWC", "HWIO", "NHWC")
-      >>> f = lambda x: parallel.conv_general_dilated(x, w, (1, 1), "SAME",
+      >>> f = lambda x: backend.conv_general_dilated(x, w, (1, 1), "SAME",
       ...                                             dimension_numbers=dn).sum()
       >>> g = lambda x: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
       ...                                            dimension_numbers=dn).sum()
@@ -301,15 +315,22 @@ def fast_conv_grads(fn: Callable) -> Callable:
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from advjax import models, parallel
-      >>> model = models.get_model("fast_mnist")
-      >>> logits_fn = models.eval_logits_fn(  # unwrapped (the default wraps on CPU)
-      ...     model, models.init_model(model, jax.random.key(0), (28, 28, 1)),
-      ...     fast_conv_grads=False)
-      >>> fast = parallel.fast_conv_grads(logits_fn)
-      >>> grad = lambda f: jax.jit(jax.grad(lambda x: f(x).sum()))
-      >>> x = jnp.full((2, 28, 28, 1), 0.5)
+      >>> import flax.linen as nn
+      >>> from advjax import backend
+      >>> w = jax.random.normal(jax.random.key(0), (3, 3, 1, 4))
+      >>> def logits_fn(x):  # conv 3x3 -> ReLU -> max-pool 2x2/2 -> 2 logits
+      ...     y = jax.lax.conv_general_dilated(
+      ...         x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      ...     y = nn.max_pool(jax.nn.relu(y), (2, 2), strides=(2, 2))
+      ...     return jnp.stack([y.sum((1, 2, 3)), -y.sum((1, 2, 3))], axis=-1)
+      >>> fast = backend.fast_conv_grads(logits_fn)
+      >>> x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1))
+      >>> fast(x).shape
+      (2, 2)
+      >>> grad = lambda f: jax.jit(jax.grad(lambda x: f(x)[:, 0].sum()))
       >>> bool(jnp.allclose(grad(fast)(x), grad(logits_fn)(x), atol=1e-6))
+      True
+      >>> backend.fast_conv_grads(fast) is fast  # wrapping twice = once
       True
     """
     if getattr(fn, _MARK, False):
@@ -338,14 +359,24 @@ def default_fast_conv_grads(fn: Callable, enabled: bool | None = None) -> Callab
     attacks on CPU get the fast input gradient without asking; pass
     ``fast_conv_grads=False`` to them to opt out.
 
+    Args:
+      fn: ``x -> logits`` (any function of arrays returning a pytree of arrays).
+      enabled: ``None`` (default): wrap on the CPU backend only; ``True`` /
+        ``False``: always / never.
+
+    Returns:
+      ``fast_conv_grads(fn)`` when enabled, else ``fn`` itself.
+
     Example:
       >>> import jax
-      >>> from advjax.parallel._conv import default_fast_conv_grads
+      >>> from advjax.backend import default_fast_conv_grads
       >>> f = lambda x: 2 * x
       >>> default_fast_conv_grads(f, enabled=False) is f
       True
-      >>> default_fast_conv_grads(f) is f  # wrapped on CPU only
+      >>> default_fast_conv_grads(f, enabled=True) is f
       False
+      >>> (default_fast_conv_grads(f) is f) == (jax.default_backend() != "cpu")
+      True
     """
     if enabled is None:
         enabled = jax.default_backend() == "cpu"

@@ -43,7 +43,7 @@ def use_fast_cpu_loops() -> bool:
     the flag. Must run before JAX initialises its backends.
 
     Example:
-      >>> from advjax._xla_flags import use_fast_cpu_loops
+      >>> from advjax.backend import use_fast_cpu_loops
       >>> isinstance(use_fast_cpu_loops(), bool)
       True
     """

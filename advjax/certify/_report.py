@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 
@@ -9,16 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from advjax.attacks import predicted_class
+from advjax.attacks import pgd, predicted_class
 from advjax.certify._certified import METHODS, certified_accuracy
+from advjax.data import map_batches
 
 __all__ = ["certified_report", "certified_markdown"]
-
-
-def _batched(fn, n: int, batch_size: int):
-    return np.concatenate(
-        [np.asarray(fn(slice(i, min(i + batch_size, n)))) for i in range(0, n, batch_size)]
-    )
 
 
 def certified_report(
@@ -81,8 +77,6 @@ def certified_report(
         >>> r["clean_acc"], r["certified"]["ibp"], r["pgd"]["acc"], r["consistent"]
         (0.6666666666666666, [0.3333333333333333], [0.3333333333333333], True)
     """
-    from advjax.attacks import pgd  # local import: attacks do not depend on certify
-
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"Unknown method {m!r}; valid methods: {list(METHODS)}")
@@ -93,9 +87,10 @@ def certified_report(
     n = int(x.shape[0])
     seconds: dict[str, float] = {}
 
+    over_data = functools.partial(map_batches, batch_size=min(batch_size, max(n, 1)))
     t = time.perf_counter()
     predict = jax.jit(lambda xb: predicted_class(logits_fn(xb)))
-    correct = _batched(lambda s: predict(x[s]) == y[s], n, batch_size)
+    correct = over_data(predict, [x]) == np.asarray(y)
     seconds["clean"] = time.perf_counter() - t
 
     eps_vec = jnp.asarray(epsilons, x.dtype)
@@ -109,7 +104,7 @@ def certified_report(
                 ).T
             )
         )
-        cert = _batched(lambda s, f=cert_fn: f(x[s], y[s]), n, batch_size).T  # (E, N)
+        cert = over_data(cert_fn, [x, y]).T  # (E, N)
         certified[m] = cert
         seconds[f"certify/{m}"] = time.perf_counter() - t
 
@@ -133,18 +128,23 @@ def certified_report(
     t = time.perf_counter()
     robust = []
     for i, eps in enumerate(epsilons):
-        attack = jax.jit(
-            lambda xb, yb, k, eps=eps: pgd(
-                eps, steps=pgd_steps, restarts=pgd_restarts, clip_min=clip_min, clip_max=clip_max
-            )(logits_fn, xb, yb, key=k)
+        attack = pgd(
+            eps, steps=pgd_steps, restarts=pgd_restarts, clip_min=clip_min, clip_max=clip_max
         )
-        k_eps = jax.random.fold_in(key, i)
-
-        def one(s, attack=attack, k_eps=k_eps):
-            x_adv = attack(x[s], y[s], jax.random.fold_in(k_eps, s.start))
-            return predict(x_adv) == y[s]
-
-        robust.append(_batched(one, n_att, batch_size) & correct[:n_att])
+        survives = jax.jit(
+            lambda xb, yb, k, attack=attack: (
+                predicted_class(logits_fn(attack(logits_fn, xb, yb, key=k))) == yb
+            )
+        )
+        robust.append(
+            map_batches(
+                survives,
+                [x[:n_att], y[:n_att]],
+                batch_size=min(batch_size, max(n_att, 1)),
+                key=jax.random.fold_in(key, i),
+            )
+        )
+        robust[-1] &= correct[:n_att]
     seconds["pgd"] = time.perf_counter() - t
     robust = np.stack(robust)  # (E, n_att)
     any_cert = np.any(np.stack([c[:, :n_att] for c in certified.values()]), axis=0)

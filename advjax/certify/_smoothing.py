@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from advjax._checks import check_batch, check_classes, check_positive_int
-from advjax.attacks._core import predicted_class
+from advjax.attacks import predicted_class
 
 __all__ = [
     "ABSTAIN",

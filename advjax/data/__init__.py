@@ -45,9 +45,12 @@ from advjax.data._idx import (
     write_idx_gz,
 )
 from advjax.data._loaders import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist
+from advjax.data._map import bucket_size, map_batches
 from advjax.data._registry import REGISTRY, DatasetSource, RemoteFile
 
 __all__ = [
+    "bucket_size",
+    "map_batches",
     "ENV_VAR",
     "REGISTRY",
     "ChecksumError",

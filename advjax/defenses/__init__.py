@@ -34,11 +34,11 @@ from advjax.defenses._preprocess import (
     chain,
     gaussian_noise,
     gaussian_smoothing,
-    get_preprocessor,
     median_smoothing,
     preprocess,
     random_resize_pad,
 )
+from advjax.defenses._registry import get_preprocessor
 
 __all__ = [
     "ABSTAIN",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from advjax.attacks._adaptive import bpda
+from advjax.attacks import bpda
 
 _METHODS = ("logits", "probs", "vote")
 

@@ -30,11 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from advjax._checks import as_int_labels, check_batch
-from advjax.attacks._adaptive import eot
-from advjax.attacks._guard import Constraints, verify
-from advjax.attacks._pgd import pgd
-from advjax.attacks._square import square
-from advjax.attacks._threat import linf
+from advjax.attacks import Constraints, eot, linf, pgd, square, verify
+from advjax.data import map_batches
 from advjax.defenses._guard import ABSTAIN, Guarded
 from advjax.defenses._preprocess import DefendedLogits
 
@@ -260,19 +257,13 @@ def evaluate_defense(
         adaptive_ok = verify(xb, x_adaptive, constraints)["valid"]
         naive = jnp.where(naive_ok, predict(x_naive, keys[3]), clean)
         adaptive = jnp.where(adaptive_ok, predict(x_adaptive, keys[4]), clean)
-        return clean, naive, adaptive, jnp.sum(~naive_ok) + jnp.sum(~adaptive_ok)
+        return clean, naive, adaptive, (~naive_ok).astype(jnp.int32) + (~adaptive_ok)
 
     started = time.perf_counter()
-    clean, naive, adaptive = [], [], []
-    rejected = 0
-    for i, start in enumerate(range(0, len(x), batch_size)):
-        *outputs, batch_rejected = run(
-            x[start : start + batch_size], y[start : start + batch_size], jax.random.fold_in(key, i)
-        )
-        rejected += int(batch_rejected)
-        for store, value in zip((clean, naive, adaptive), outputs, strict=True):
-            store.append(np.asarray(value))
-    clean, naive, adaptive = (np.concatenate(v) for v in (clean, naive, adaptive))
+    clean, naive, adaptive, rejected_mask = map_batches(
+        run, [x, y], batch_size=min(batch_size, len(x)), key=key
+    )
+    rejected = int(rejected_mask.sum())
 
     def robust(pred):
         return (pred == y) | (pred == ABSTAIN)
@@ -331,12 +322,4 @@ def _gradient_free(attack, target, predict, x, y, key, batch_size) -> np.ndarray
         pred = predict(x_adv, key)
         return (pred != yb) & (pred != ABSTAIN)
 
-    broken = []
-    for i, start in enumerate(range(0, len(x), batch_size)):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        size = min(batch_size, 1 << max(len(xb) - 1, 0).bit_length())
-        pad = size - len(xb)
-        xb = np.concatenate([xb, np.repeat(xb[-1:], pad, axis=0)])
-        yb = np.concatenate([yb, np.repeat(yb[-1:], pad, axis=0)])
-        broken.append(np.asarray(run(xb, yb, jax.random.fold_in(key, i)))[: len(xb) - pad])
-    return np.concatenate(broken)
+    return map_batches(run, [x, y], batch_size=batch_size, key=key, bucket=True)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from advjax.attacks._adaptive import bpda as _bpda
+from advjax.attacks import bpda as _bpda
 
 PreprocessFn = Callable[[jax.Array, jax.Array | None], jax.Array]
 
@@ -282,29 +282,6 @@ def chain(*preprocessors: Preprocessor) -> Preprocessor:
         differentiable=all(p.differentiable for p in steps),
         approx=approx,
     )
-
-
-def get_preprocessor(name: str, **kwargs) -> Preprocessor:
-    """Builds a preprocessor by name (``"bit_depth"``, ``"jpeg"``, ...).
-
-    Example:
-      >>> from advjax.defenses import get_preprocessor
-      >>> get_preprocessor("bit_depth", bits=4).name
-      'bit_depth(4)'
-    """
-    from advjax.defenses._jpeg import jpeg
-
-    factories = {
-        "bit_depth": bit_depth,
-        "median_smoothing": median_smoothing,
-        "gaussian_smoothing": gaussian_smoothing,
-        "gaussian_noise": gaussian_noise,
-        "random_resize_pad": random_resize_pad,
-        "jpeg": jpeg,
-    }
-    if name not in factories:
-        raise ValueError(f"unknown preprocessor {name!r}; expected one of {sorted(factories)}")
-    return factories[name](**kwargs)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

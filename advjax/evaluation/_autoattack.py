@@ -20,8 +20,19 @@ from advjax._checks import (
     check_positive_int,
 )
 from advjax._compile import per_model
-from advjax.attacks import apgd, apgd_t, fab, get_threat_model, predicted_class, square
-from advjax.attacks._guard import REJECTION_REASONS, Constraints, verify
+from advjax.attacks import (
+    REJECTION_REASONS,
+    Constraints,
+    apgd,
+    apgd_t,
+    eot,
+    fab,
+    get_threat_model,
+    predicted_class,
+    square,
+    verify,
+)
+from advjax.data import map_batches
 from advjax.evaluation._diagnostics import gradient_masking_checks, input_validity_findings
 from advjax.evaluation._robustness import predictor
 
@@ -72,13 +83,9 @@ def rand_attacks(
 ):
     """AutoAttack's ``rand`` version: APGD-CE and APGD-DLR, each with EOT over 20 draws.
 
-    Needs :func:`advjax.attacks.eot`; the attacks take a randomized
+    Built on :func:`advjax.attacks.eot`; the attacks take a randomized
     ``logits_fn(x, key)``.
     """
-    try:
-        from advjax.attacks._adaptive import eot
-    except ImportError as error:  # pragma: no cover - depends on the other module
-        raise NotImplementedError("autoattack version='rand' needs advjax.attacks.eot") from error
     box = dict(clip_min=clip_min, clip_max=clip_max, early_stop=False)
     return {
         "apgd-ce": eot(apgd(eps, norm=norm, loss="ce", steps=steps, **box), eot_samples),
@@ -288,11 +295,7 @@ def autoattack(
     predict = jax.jit(lambda xb: predicted_class(model(xb))) if randomized else predictor(model)
 
     def predictions(images):
-        out = [
-            np.asarray(predict(images[i : i + batch_size]))
-            for i in range(0, len(images), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
+        return map_batches(predict, [images], batch_size=batch_size, bucket=True)
 
     correct = predictions(x) == y
     config = _config(eps, norm, version, len(x), attacks, key)
@@ -311,21 +314,15 @@ def autoattack(
         run = _runner(logits_fn, attack)
         attack_key = jax.random.fold_in(key, index)
         todo = np.flatnonzero(robust)
-        broken_here = 0
-        rejected = dict.fromkeys(REJECTION_REASONS, 0)
-        for batch_index, start in enumerate(range(0, len(todo), batch_size)):
-            idx = todo[start : start + batch_size]
-            pad = batch_size - len(idx) if len(todo) > batch_size else 0
-            padded = np.concatenate([idx, np.repeat(idx[:1], pad)]) if pad else idx
-            xb = run(x[padded], y[padded], jax.random.fold_in(attack_key, batch_index))
-            xb = np.asarray(xb)[: len(idx)]
-            checks = {k: np.asarray(v) for k, v in verify(x[idx], xb, constraints).items()}
-            for reason in REJECTION_REASONS:
-                rejected[reason] += int(checks[reason].sum())
-            fooled = (predictions(xb) != y[idx]) & checks["valid"]
-            robust[idx[fooled]] = False
-            x_adv[idx[fooled]] = xb[fooled]
-            broken_here += int(fooled.sum())
+        found = map_batches(
+            run, [x, y], batch_size=batch_size, key=attack_key, rows=todo, bucket=True
+        )
+        checks = {k: np.asarray(v) for k, v in verify(x[todo], found, constraints).items()}
+        rejected = {reason: int(checks[reason].sum()) for reason in REJECTION_REASONS}
+        fooled = (predictions(found) != y[todo]) & checks["valid"]
+        robust[todo[fooled]] = False
+        x_adv[todo[fooled]] = found[fooled]
+        broken_here = int(fooled.sum())
         attacks_run.append(name)
         per_attack[name] = {
             "robust_accuracy_after": float(robust.mean()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,14 +16,17 @@ import numpy as np
 from advjax._checks import as_int_labels, check_batch, check_epsilon, check_positive_int
 from advjax._compile import per_model
 from advjax.attacks import (
+    REJECTION_REASONS,
     Attack,
+    Constraints,
     LogitsFn,
     get_threat_model,
     is_successful,
     over_epsilons,
     predicted_class,
+    verify,
 )
-from advjax.attacks._guard import REJECTION_REASONS, Constraints, verify
+from advjax.data import map_batches
 from advjax.evaluation._diagnostics import (
     curve_checks,
     gradient_masking_checks,
@@ -119,18 +123,6 @@ def _validated_epsilons(epsilons: Sequence[float]) -> np.ndarray:
     return values
 
 
-def _batched(x: np.ndarray, y: np.ndarray, batch_size: int):
-    """Yields fixed-size batches (the last one padded by repetition) and their valid size."""
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        valid = len(xb)
-        if valid < batch_size:
-            pad = batch_size - valid
-            xb = np.concatenate([xb, np.repeat(xb[:1], pad, axis=0)])
-            yb = np.concatenate([yb, np.repeat(yb[:1], pad, axis=0)])
-        yield xb, yb, valid
-
-
 def _summarise(name, correct, broken, norms, seconds, rejected=None) -> AttackResult:
     """Turns per-budget ``broken[E, N]`` and ``norms[E, N]`` into an :class:`AttackResult`.
 
@@ -158,10 +150,10 @@ def predictor(logits_fn):
 
 @per_model
 def _make_sweep(logits_fn, factory, epsilons: tuple, threat, clip_min, clip_max):
-    """A jitted ``(x, y, key) -> (broken[E, B], norms[E, B], rejected{reason: [E, B]})``.
+    """A jitted ``(x, y, key) -> (broken[B, E], norms[B, E], rejected{reason: [B, E]})``.
 
     A point counts as broken only when its logits are finite and misclassify it
-    and it passes :func:`advjax.attacks._guard.verify` for that budget.
+    and it passes :func:`advjax.attacks.verify` for that budget.
     """
     epsilons = jnp.asarray(epsilons, jnp.float32)
     sweep = over_epsilons(factory, epsilons)
@@ -176,7 +168,7 @@ def _make_sweep(logits_fn, factory, epsilons: tuple, threat, clip_min, clip_max)
             norms = threat.norm(xa.astype(jnp.float32) - x.astype(jnp.float32))
             return fooled, norms, {r: checks[r] for r in REJECTION_REASONS}
 
-        return jax.vmap(judge)(x_adv, epsilons)
+        return jax.vmap(judge, out_axes=1)(x_adv, epsilons)
 
     return run
 
@@ -260,36 +252,19 @@ def evaluate(
     threat = get_threat_model(norm)
     predict = predictor(logits_fn)
 
-    def _batches():
-        """``_batched``, each batch placed with ``sharding`` when one is given."""
-        for xb, yb, valid in _batched(x, y, batch_size):
-            if sharding is not None:
-                xb, yb = jax.device_put((xb, yb), sharding)
-            yield xb, yb, valid
-
-    correct = np.concatenate(
-        [np.asarray(predict(xb))[:valid] == np.asarray(yb)[:valid] for xb, yb, valid in _batches()]
-    )
+    over_data = functools.partial(map_batches, batch_size=batch_size, sharding=sharding)
+    correct = over_data(predict, [x]) == y
     results, all_broken, all_norms = [], [], []
     for attack_index, (name, factory) in enumerate(attacks.items()):
         budgets = tuple(epsilons_array.tolist())
         run = _make_sweep(logits_fn, factory, budgets, threat, float(clip_min), float(clip_max))
         attack_key = jax.random.fold_in(key, attack_index)
-        broken, norms = [], []
-        rejected = {reason: np.zeros(len(epsilons_array), np.int64) for reason in REJECTION_REASONS}
         started = time.perf_counter()
-        for batch_index, (xb, yb, valid) in enumerate(_batches()):
-            batch_broken, batch_norms, batch_rejected = run(
-                xb, yb, jax.random.fold_in(attack_key, batch_index)
-            )
-            broken.append(np.asarray(batch_broken)[:, :valid])
-            norms.append(np.asarray(batch_norms)[:, :valid])
-            for reason, mask in batch_rejected.items():
-                rejected[reason] += np.asarray(mask)[:, :valid].sum(axis=1)
+        broken, norms, rejected = over_data(run, [x, y], key=attack_key)
         seconds = time.perf_counter() - started
-        all_broken.append(np.concatenate(broken, axis=1))
-        all_norms.append(np.concatenate(norms, axis=1))
-        rejected = {reason: counts.tolist() for reason, counts in rejected.items()}
+        all_broken.append(broken.T)
+        all_norms.append(norms.T)
+        rejected = {reason: mask.sum(axis=0).tolist() for reason, mask in rejected.items()}
         results.append(_summarise(name, correct, all_broken[-1], all_norms[-1], seconds, rejected))
 
     any_broken = np.any(all_broken, axis=0)

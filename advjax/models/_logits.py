@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from advjax.backend import default_fast_conv_grads
+
 Variables = dict[str, Any]
 LogitsFn = Callable[[jax.Array], jax.Array]
 
@@ -91,7 +93,7 @@ def eval_logits_fn(
     never applied: the function is deterministic and pure. It is safe under
     ``jax.jit``, ``jax.grad``, ``jax.jvp`` and ``jax.vmap``.
 
-    On CPU the function is wrapped in ``advjax.parallel.fast_conv_grads``
+    On CPU the function is wrapped in ``advjax.backend.fast_conv_grads``
     (same values and gradients; an attack's per-step input gradient of a
     convolutional model then costs about half as much inside XLA:CPU's loops).
 
@@ -116,9 +118,6 @@ def eval_logits_fn(
 
     def logits_fn(x: jax.Array) -> jax.Array:
         return model.apply(variables, x, train=False)
-
-    # Imported here: advjax.parallel imports this module.
-    from advjax.parallel._conv import default_fast_conv_grads
 
     return default_fast_conv_grads(logits_fn, fast_conv_grads)
 

@@ -18,7 +18,6 @@ Example:
 
 from advjax.parallel._attack import pmap_attack, sharded_attack
 from advjax.parallel._batch import padded_size, shard_batch
-from advjax.parallel._conv import conv_general_dilated, fast_conv_grads
 from advjax.parallel._cpu import available_cores, use_cpu_devices
 from advjax.parallel._distributed import host_slice, initialize_distributed
 from advjax.parallel._mesh import (
@@ -36,8 +35,6 @@ __all__ = [
     "batch_divisor",
     "batch_sharding",
     "bf16_logits",
-    "conv_general_dilated",
-    "fast_conv_grads",
     "host_slice",
     "initialize_distributed",
     "make_mesh",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from advjax.attacks import Attack, fgsm
-from advjax.attacks._guard import finite_gradient, guarded
+from advjax.attacks import Attack, fgsm, finite_gradient, guarded
 from advjax.losses import ce
 from advjax.train._objectives import Objective, Schedule, pgd_at
 from advjax.train._trades import _check_positive

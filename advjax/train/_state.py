@@ -7,6 +7,8 @@ from typing import Any
 import jax
 from flax.training import train_state
 
+from advjax.backend import default_fast_conv_grads
+
 
 class TrainState(train_state.TrainState):
     """Flax ``TrainState`` carrying the model's non-trainable ``batch_stats``.
@@ -47,7 +49,7 @@ class TrainState(train_state.TrainState):
 def eval_logits(state: TrainState, params=None, *, fast_conv_grads: bool | None = None):
     """The eval-mode logits function of ``state``: no statistics update, no dropout.
 
-    On CPU it is wrapped in ``advjax.parallel.fast_conv_grads`` (same values and
+    On CPU it is wrapped in ``advjax.backend.fast_conv_grads`` (same values and
     gradients, faster input gradients inside attack loops); ``fast_conv_grads``
     set to ``False``/``True`` turns that off/on on any backend.
 
@@ -61,9 +63,6 @@ def eval_logits(state: TrainState, params=None, *, fast_conv_grads: bool | None 
       >>> train.eval_logits(state)(jnp.zeros((3, 28, 28, 1))).shape
       (3, 10)
     """
-    # Imported here: advjax.parallel imports this module.
-    from advjax.parallel._conv import default_fast_conv_grads
-
     variables = state.variables(params)
     return default_fast_conv_grads(
         lambda x: state.apply_fn(variables, x, train=False), fast_conv_grads

@@ -25,7 +25,7 @@ import optax
 import advjax
 from advjax import attacks as A
 from advjax import data, models, train
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
 
 def _race(fns, *args, repeats: int = 3) -> list[float]:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 import advjax
 from advjax import data, models
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
 
 def _timed(fn, *args) -> float:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from advjax import models, train
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 from advjax.certify import (
     certified_margins,
     crown_ibp_training,

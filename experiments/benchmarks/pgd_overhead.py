@@ -13,7 +13,7 @@ often runs between preemptions and the median keeps those runs, while a
 PGD-k call of tens of milliseconds is always preempted. ``block`` and ``cpu``
 put both sides under the same conditions.
 On CPU the measurement runs twice, in child processes: with XLA's default
-runtime and with ``--xla_cpu_use_thunk_runtime=false`` (see advjax/_xla_flags.py),
+runtime and with ``--xla_cpu_use_thunk_runtime=false`` (see advjax/backend/_xla_flags.py),
 because the default runtime runs loop bodies slower than the same ops outside a
 loop.
 
@@ -22,7 +22,7 @@ loop.
 ``--model`` takes any zoo model (``mlp``, ``madry_cnn``, ``preact_resnet18`` for the
 issue's three); CIFAR models get 32x32x3 inputs. The model is
 ``advjax.models.eval_logits_fn``'s default (on CPU: wrapped in
-``advjax.parallel.fast_conv_grads``); ``--plain-conv-grads`` opts out and
+``advjax.backend.fast_conv_grads``); ``--plain-conv-grads`` opts out and
 ``--fast-conv-grads`` forces the wrapper on any backend (both the lone gradient
 and PGD use the same function).
 """
@@ -142,7 +142,7 @@ def main() -> None:
     if args.child or jax.default_backend() != "cpu":
         measure(args)
         return
-    from advjax._xla_flags import FLAG, OPT_OUT
+    from advjax.backend._xla_flags import FLAG, OPT_OUT
 
     runtimes = {"default": ("XLA default CPU runtime", ""), "legacy": ("legacy CPU runtime", FLAG)}
     for label, flags in (runtimes[name] for name in args.runtimes):

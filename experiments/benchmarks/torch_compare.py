@@ -13,7 +13,7 @@ one process, interleaved, medians compared:
   weights closed over (constants, as when a fixed model is evaluated) and
   with ``keep_best=False`` (the plain loop the torch code runs);
 * the logits function is ``advjax.models.eval_logits_fn``'s default, which on
-  CPU applies ``advjax.parallel.fast_conv_grads`` (its convolutions keep
+  CPU applies ``advjax.backend.fast_conv_grads`` (its convolutions keep
   XLA:CPU's fast kernel for the input gradient in the loop); the opt-out
   (``fast_conv_grads=False``) is timed too;
 * advjax with the batch sharded over one XLA CPU device per core
@@ -27,7 +27,7 @@ one process, interleaved, medians compared:
 
 On CPU each XLA configuration runs in a child process (XLA_FLAGS must be set
 before JAX starts): XLA's default runtime, the legacy runtime
-(``--xla_cpu_use_thunk_runtime=false``, see advjax/_xla_flags.py), and each
+(``--xla_cpu_use_thunk_runtime=false``, see advjax/backend/_xla_flags.py), and each
 with oneDNN for dots and convolutions (``--xla_cpu_use_onednn=true``,
 ``--xla_cpu_experimental_onednn_custom_call=true``).
 

@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-from advjax._xla_flags import use_fast_cpu_loops
+from advjax.backend import use_fast_cpu_loops
 
 use_fast_cpu_loops()
 

@@ -9,7 +9,7 @@ import pytest
 
 import advjax
 from advjax import attacks as A
-from advjax.attacks._transforms import _bucket
+from advjax.data import bucket_size
 
 W = jax.random.normal(jax.random.key(5), (12, 3))
 
@@ -32,7 +32,7 @@ def _recording(attack, sizes):
 
 
 def test_buckets_are_powers_of_two_capped_at_the_batch():
-    assert [_bucket(n, 10) for n in (1, 2, 3, 5, 8, 9, 10)] == [1, 2, 4, 8, 8, 10, 10]
+    assert [bucket_size(n, 10) for n in (1, 2, 3, 5, 8, 9, 10)] == [1, 2, 4, 8, 8, 10, 10]
 
 
 def test_later_attacks_run_on_the_still_robust_examples_only():
@@ -43,7 +43,7 @@ def test_later_attacks_run_on_the_still_robust_examples_only():
     after_first = advjax.fgsm(0.05)(_logits_fn, X, Y, key=jax.random.fold_in(KEY, 0))
     left = int(jnp.sum(jnp.argmax(_logits_fn(after_first), -1) == Y))
     assert 0 < left < X.shape[0]
-    assert sizes == [X.shape[0], _bucket(left, X.shape[0])]
+    assert sizes == [X.shape[0], bucket_size(left, X.shape[0])]
     assert float(jnp.abs(x_adv - X).max()) <= 0.3 + 1e-6
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
 

@@ -13,7 +13,7 @@ import pytest
 from jax import lax
 
 import advjax
-from advjax import parallel
+from advjax import backend
 
 _MARK = "name=canonical_conv"  # the custom_jvp_call of a rewritten convolution
 
@@ -40,7 +40,7 @@ def test_values_and_both_gradients_match_lax(case, layout):
         return lambda x, w: jnp.sum(jnp.sin(conv(x, w, dimension_numbers=numbers, **kwargs)))
 
     expected = jax.value_and_grad(loss(lax.conv_general_dilated), argnums=(0, 1))(x, w)
-    got = jax.jit(jax.value_and_grad(loss(parallel.conv_general_dilated), argnums=(0, 1)))(x, w)
+    got = jax.jit(jax.value_and_grad(loss(backend.conv_general_dilated), argnums=(0, 1)))(x, w)
     _assert_trees_close(got, expected)
 
 
@@ -67,12 +67,12 @@ def _attack_setup(model, shape):
     x = jax.random.uniform(jax.random.key(0), shape)
     variables = model.init(jax.random.key(1), x)
     plain = lambda x: model.apply(variables, x)  # noqa: E731
-    return x, jnp.array([0, 1, 2, 0]), variables, plain, parallel.fast_conv_grads(plain)
+    return x, jnp.array([0, 1, 2, 0]), variables, plain, backend.fast_conv_grads(plain)
 
 
 def test_attack_loops_keep_canonical_kernels_and_equal_results():
     x, y, variables, logits_fn, fast = _attack_setup(_TinyCNN(), (4, 8, 8, 2))
-    drop_in = _TinyCNN(conv=parallel.conv_general_dilated)
+    drop_in = _TinyCNN(conv=backend.conv_general_dilated)
     flax_fast = lambda x: drop_in.apply(variables, x)  # noqa: E731
     attack = advjax.pgd(0.1, steps=2)
     key = jax.random.key(2)
@@ -106,14 +106,14 @@ def test_fast_conv_grads_keeps_pytrees_and_nested_jit():
         return {"out": inner(x), "sum": inner(x).sum()}
 
     x = jnp.ones((1, 5, 5, 1))
-    got = parallel.fast_conv_grads(fn)(x)
+    got = backend.fast_conv_grads(fn)(x)
     assert set(got) == {"out", "sum"}
     np.testing.assert_allclose(np.asarray(got["out"]), np.asarray(fn(x)["out"]), atol=1e-6)
-    jaxpr = str(jax.make_jaxpr(parallel.fast_conv_grads(fn))(x))
+    jaxpr = str(jax.make_jaxpr(backend.fast_conv_grads(fn))(x))
     assert _MARK in jaxpr
     # Wrapping twice is wrapping once; concrete arguments call fn itself.
-    fast = parallel.fast_conv_grads(fn)
-    assert parallel.fast_conv_grads(fast) is fast
+    fast = backend.fast_conv_grads(fn)
+    assert backend.fast_conv_grads(fast) is fast
 
 
 def _assert_trees_close(got, expected):
@@ -126,7 +126,7 @@ def test_forward_mode_matches_lax():
     x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 2))
     variables = model.init(jax.random.key(1), x)
     plain = lambda x: model.apply(variables, x)  # noqa: E731
-    fast = parallel.fast_conv_grads(plain)
+    fast = backend.fast_conv_grads(plain)
     tangent = jax.random.normal(jax.random.key(2), x.shape)
     for got, expected in (
         (jax.jvp(fast, (x,), (tangent,)), jax.jvp(plain, (x,), (tangent,))),
@@ -139,7 +139,7 @@ def test_forward_mode_matches_lax():
     loss = lambda v, conv: jnp.sum(  # noqa: E731
         jnp.sin(conv(lambda x: model.apply(v, x))(x))
     )
-    got = jax.jit(jax.grad(lambda v: loss(v, parallel.fast_conv_grads)))(variables)
+    got = jax.jit(jax.grad(lambda v: loss(v, backend.fast_conv_grads)))(variables)
     expected = jax.grad(lambda v: loss(v, lambda f: f))(variables)
     _assert_trees_close(got, expected)
 
@@ -178,7 +178,7 @@ def test_certify_bounds_are_unchanged():
     x = jax.random.uniform(jax.random.key(0), (1, 8, 8, 2))
     variables = model.init(jax.random.key(1), x)
     plain = lambda x: model.apply(variables, x)  # noqa: E731
-    fast = parallel.fast_conv_grads(plain)
+    fast = backend.fast_conv_grads(plain)
     lower, upper = x - 0.05, x + 0.05
     for bounds in (certify.interval_bounds, certify.crown_ibp_bounds, certify.crown_bounds):
         got, expected = bounds(fast)(lower, upper), bounds(plain)(lower, upper)
@@ -210,7 +210,7 @@ def test_tiling_max_pool_is_rewritten_with_bit_equal_values_and_derivatives(case
     def plain(x):
         return nn.max_pool(x, **POOLS[case])
 
-    fast = parallel.fast_conv_grads(plain)
+    fast = backend.fast_conv_grads(plain)
     wrap = jax.jit if jit else (lambda f: f)
     for name, x in _pool_inputs().items():
         assert _POOL_MARK in str(jax.make_jaxpr(fast)(x))
@@ -236,7 +236,7 @@ def test_overlapping_max_pool_is_left_alone():
         return nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
 
     x = jax.random.normal(jax.random.key(0), (1, 8, 8, 2))
-    traced = str(jax.make_jaxpr(parallel.fast_conv_grads(overlapping))(x))
+    traced = str(jax.make_jaxpr(backend.fast_conv_grads(overlapping))(x))
     assert _POOL_MARK not in traced and "reduce_window_max" in traced
 
 
@@ -278,4 +278,4 @@ def test_attack_loop_has_no_pooling_scatter_and_equal_results():
         messages.append(str(error.value))
     assert messages[0] == messages[1]
     # The rewrite's own module is never named (this test file's name also ends in _conv.py).
-    assert not re.search(r"advjax[/\\]parallel[/\\]_conv\.py", messages[1])
+    assert not re.search(r"advjax[/\\]backend[/\\]_conv\.py", messages[1])
