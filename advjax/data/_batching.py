@@ -201,7 +201,22 @@ def _iterate(images, labels, order, batch_size, start_batch, total):
 
 
 class EpochBatch(NamedTuple):
-    """One batch produced by :func:`epochs`, with its position for checkpointing."""
+    """One batch produced by :func:`epochs`, with its position for checkpointing.
+
+    Attributes:
+        epoch: The epoch the batch belongs to.
+        batch: Its index within the epoch (resume after it with ``start_batch=batch + 1``).
+        x: ``float32`` images ``[B, H, W, C]`` in ``[0, 1]``, on the device.
+        y: ``int32`` labels ``[B]``, on the device.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from advjax.data import Dataset, epochs
+        >>> ds = Dataset(np.zeros((4, 2, 2, 1), np.uint8), np.arange(4, dtype=np.int32), "t", 4)
+        >>> first = next(epochs(ds, 2, key=jax.random.key(0), num_epochs=1))
+        >>> first.epoch, first.batch, first.x.shape, first.x.dtype.name, first.y.shape
+        (0, 0, (2, 2, 2, 1), 'float32', (2,))
+    """
 
     epoch: int
     batch: int
@@ -236,7 +251,14 @@ def epochs(
         drop_last: Drop the final incomplete batch of each epoch.
 
     Returns:
-        An iterator of :class:`EpochBatch` ``(epoch, batch, x, y)``.
+        An iterator of :class:`EpochBatch` ``(epoch, batch, x, y)``: ``x`` float32
+        ``[batch_size, H, W, C]`` in ``[0, 1]`` and ``y`` int32 ``[batch_size]``
+        (the last batch smaller when ``drop_last`` is false).
+
+    Raises:
+        DataError: Eagerly, before the first batch: a negative or non-integer
+            ``num_epochs`` / ``start_epoch``, ``start_epoch > num_epochs``, or any
+            argument :func:`batches` refuses.
 
     Example:
         >>> import jax, numpy as np

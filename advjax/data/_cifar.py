@@ -60,12 +60,14 @@ def read_tar_members(path: str | os.PathLike, names: Sequence[str]) -> dict[str,
     Example:
         >>> import io, tarfile, tempfile
         >>> from advjax.data import read_tar_members
-        >>> p = tempfile.mkdtemp() + "/a.tar.gz"
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = tmp.name + "/a.tar.gz"
         >>> with tarfile.open(p, "w:gz") as tf:
         ...     info = tarfile.TarInfo("d/x.bin"); info.size = 2
         ...     tf.addfile(info, io.BytesIO(b"hi"))
         >>> read_tar_members(p, ["d/x.bin"])
         {'d/x.bin': b'hi'}
+        >>> tmp.cleanup()
     """
     wanted = set(names)
     found: dict[str, bytes] = {}
@@ -167,13 +169,15 @@ def read_cifar10_archive(
     Example:
         >>> import io, tarfile, tempfile
         >>> from advjax.data import read_cifar10_archive
-        >>> p = tempfile.mkdtemp() + "/c10.tar.gz"
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = tmp.name + "/c10.tar.gz"
         >>> with tarfile.open(p, "w:gz") as tf:
         ...     info = tarfile.TarInfo("cifar-10-batches-bin/test_batch.bin"); info.size = 3073
         ...     tf.addfile(info, io.BytesIO(bytes([3]) + bytes(3072)))
         >>> ds = read_cifar10_archive(p, "test", check_counts=False)
         >>> ds.images.shape, ds.labels.tolist()
         ((1, 32, 32, 3), [3])
+        >>> tmp.cleanup()
     """
     _check_split(split, CIFAR10_MEMBERS, "cifar10")
     names = CIFAR10_MEMBERS[split]
@@ -220,12 +224,14 @@ def read_cifar100_archive(
     Example:
         >>> import io, tarfile, tempfile
         >>> from advjax.data import read_cifar100_archive
-        >>> p = tempfile.mkdtemp() + "/c100.tar.gz"
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = tmp.name + "/c100.tar.gz"
         >>> with tarfile.open(p, "w:gz") as tf:
         ...     info = tarfile.TarInfo("cifar-100-binary/test.bin"); info.size = 3074
         ...     tf.addfile(info, io.BytesIO(bytes([4, 42]) + bytes(3072)))
         >>> read_cifar100_archive(p, "test", label_mode="coarse", check_counts=False).labels
         array([4], dtype=int32)
+        >>> tmp.cleanup()
     """
     _check_split(split, CIFAR100_MEMBERS, "cifar100")
     if label_mode not in CIFAR100_LABEL_MODES:

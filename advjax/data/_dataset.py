@@ -19,6 +19,12 @@ class Dataset:
         name: Human-readable identifier, e.g. ``"mnist/test"``.
         num_classes: Number of classes of the label space.
 
+    Raises:
+        DataError: On construction, if ``images`` is not a 4-d ``uint8`` array,
+            ``labels`` not a 1-d ``int32`` array, their lengths differ,
+            ``num_classes`` is not an int ``>= 1`` or a label lies outside
+            ``[0, num_classes)``.
+
     Example:
         >>> import numpy as np
         >>> from advjax.data import Dataset
@@ -27,6 +33,10 @@ class Dataset:
         (2, (4, 4, 1))
         >>> ds
         Dataset(name='toy', images=uint8[2, 4, 4, 1], labels=int32[2], num_classes=2)
+        >>> Dataset(np.zeros((2, 4, 4, 1), np.uint8), np.array([0, 2], np.int32), "toy", 2)
+        Traceback (most recent call last):
+            ...
+        advjax.data._errors.DataError: Dataset 'toy': labels must lie in [0, 2), found range ...
     """
 
     images: np.ndarray
@@ -65,6 +75,9 @@ class Dataset:
 
         Returns:
             A new :class:`Dataset` (the arrays are copies unless ``indices`` is a slice).
+
+        Raises:
+            DataError: ``indices`` is a single integer (it would drop the batch axis).
 
         Example:
             >>> import numpy as np

@@ -124,10 +124,12 @@ def file_md5(path: str | os.PathLike) -> str:
     Example:
         >>> import tempfile, pathlib
         >>> from advjax.data import file_md5
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "f"
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = pathlib.Path(tmp.name) / "f"
         >>> _ = p.write_bytes(b"abc")
         >>> file_md5(p)
         '900150983cd24fb0d6963f7d28e17f72'
+        >>> tmp.cleanup()
     """
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:

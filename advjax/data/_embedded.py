@@ -40,6 +40,9 @@ def embedded_manifest() -> dict:
     Returns:
         The parsed ``manifest.json`` (sources, their md5, indices, licence, file sha256).
 
+    Raises:
+        DataError: The manifest is missing from the installed package or is not valid JSON.
+
     Example:
         >>> from advjax.data import embedded_manifest
         >>> embedded_manifest()["splits"]["test"]["num_examples"]

@@ -95,11 +95,18 @@ def decompress_gz(blob: bytes, *, source: str | os.PathLike = "<bytes>") -> byte
     Returns:
         The decompressed bytes.
 
+    Raises:
+        DataError: ``blob`` is not gzip data or ends early.
+
     Example:
         >>> import gzip
         >>> from advjax.data import decompress_gz
         >>> decompress_gz(gzip.compress(b"abc"))
         b'abc'
+        >>> decompress_gz(gzip.compress(b"abc")[:-4], source="x.gz")
+        Traceback (most recent call last):
+            ...
+        advjax.data._errors.DataError: ...x.gz... gzip stream ends early ...
     """
     try:
         return gzip.decompress(blob)
@@ -133,10 +140,12 @@ def read_idx_gz(path: str | os.PathLike) -> np.ndarray:
     Example:
         >>> import tempfile, numpy as np
         >>> from advjax.data import read_idx_gz, write_idx_gz
-        >>> p = tempfile.mkdtemp() + "/a.gz"
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = tmp.name + "/a.gz"
         >>> _ = write_idx_gz(p, np.arange(6, dtype=np.uint8).reshape(2, 3))
         >>> read_idx_gz(p).shape
         (2, 3)
+        >>> tmp.cleanup()
     """
     return parse_idx(decompress_gz(_read_bytes(path), source=path), source=path)
 
@@ -159,6 +168,9 @@ def idx_images_from_bytes(blob: bytes, *, source: str | os.PathLike = "<bytes>")
     Returns:
         ``uint8`` array of shape ``(N, H, W)``.
 
+    Raises:
+        DataError: ``blob`` is not gzip, not valid IDX, or not a rank-3 uint8 array.
+
     Example:
         >>> import numpy as np
         >>> from advjax.data import idx_gz_bytes, idx_images_from_bytes
@@ -179,6 +191,9 @@ def idx_labels_from_bytes(blob: bytes, *, source: str | os.PathLike = "<bytes>")
 
     Returns:
         ``int32`` array of shape ``(N,)``.
+
+    Raises:
+        DataError: ``blob`` is not gzip, not valid IDX, or not a rank-1 uint8 array.
 
     Example:
         >>> import numpy as np
@@ -206,9 +221,11 @@ def read_idx_images(path: str | os.PathLike) -> np.ndarray:
     Example:
         >>> import tempfile, numpy as np
         >>> from advjax.data import read_idx_images, write_idx_gz
-        >>> p = write_idx_gz(tempfile.mkdtemp() + "/x.gz", np.zeros((4, 28, 28), np.uint8))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = write_idx_gz(tmp.name + "/x.gz", np.zeros((4, 28, 28), np.uint8))
         >>> read_idx_images(p).shape
         (4, 28, 28)
+        >>> tmp.cleanup()
     """
     return idx_images_from_bytes(_read_bytes(path), source=path)
 
@@ -228,9 +245,11 @@ def read_idx_labels(path: str | os.PathLike) -> np.ndarray:
     Example:
         >>> import tempfile, numpy as np
         >>> from advjax.data import read_idx_labels, write_idx_gz
-        >>> p = write_idx_gz(tempfile.mkdtemp() + "/y.gz", np.array([5, 0, 4], np.uint8))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = write_idx_gz(tmp.name + "/y.gz", np.array([5, 0, 4], np.uint8))
         >>> read_idx_labels(p).tolist()
         [5, 0, 4]
+        >>> tmp.cleanup()
     """
     return idx_labels_from_bytes(_read_bytes(path), source=path)
 
@@ -248,7 +267,10 @@ def images_labels_to_dataset(
         source: Description of where the arrays came from, for error messages.
 
     Returns:
-        A :class:`Dataset` with a trailing channel axis of size 1.
+        A :class:`Dataset` with ``uint8`` images ``(N, H, W, 1)`` and ``int32`` labels ``(N,)``.
+
+    Raises:
+        DataError: The lengths differ, or a label lies outside ``[0, num_classes)``.
 
     Example:
         >>> import numpy as np
@@ -302,12 +324,14 @@ def load_idx_pair(
     Example:
         >>> import tempfile, numpy as np
         >>> from advjax.data import load_idx_pair, write_idx_gz
-        >>> d = tempfile.mkdtemp()
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> d = tmp.name
         >>> xi = write_idx_gz(d + "/x.gz", np.zeros((3, 28, 28), np.uint8))
         >>> yi = write_idx_gz(d + "/y.gz", np.array([1, 2, 3], np.uint8))
         >>> ds = load_idx_pair(xi, yi)
         >>> ds.images.shape, ds.labels.dtype.name
         ((3, 28, 28, 1), 'int32')
+        >>> tmp.cleanup()
     """
     images = read_idx_images(images_path)
     labels = read_idx_labels(labels_path)
@@ -378,9 +402,11 @@ def write_idx_gz(path: str | os.PathLike, array: np.ndarray, *, compresslevel: i
     Example:
         >>> import tempfile, numpy as np
         >>> from advjax.data import read_idx_gz, write_idx_gz
-        >>> p = write_idx_gz(tempfile.mkdtemp() + "/z.gz", np.eye(2, dtype=np.float32))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> p = write_idx_gz(tmp.name + "/z.gz", np.eye(2, dtype=np.float32))
         >>> read_idx_gz(p).tolist()
         [[1.0, 0.0], [0.0, 1.0]]
+        >>> tmp.cleanup()
     """
     path = Path(path)
     blob = idx_gz_bytes(array, compresslevel=compresslevel)

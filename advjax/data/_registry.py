@@ -9,6 +9,10 @@ import dataclasses
 class RemoteFile:
     """One downloadable file and its published md5 checksum.
 
+    Attributes:
+        name: The file name, appended to a mirror's base URL to download it.
+        md5: Its published md5 digest, 32 lowercase hex characters.
+
     Example:
         >>> from advjax.data import REGISTRY
         >>> REGISTRY["mnist"].file("t10k-labels-idx1-ubyte.gz").md5
@@ -30,10 +34,17 @@ class DatasetSource:
         files: Every file of the data set.
         splits: For each split, the names of the files it needs.
 
+    Raises:
+        KeyError: From :meth:`file` and :meth:`split_files`, for an unknown file or split.
+
     Example:
         >>> from advjax.data import REGISTRY
         >>> REGISTRY["cifar10"].split_files("test")[0].name
         'cifar-10-binary.tar.gz'
+        >>> REGISTRY["mnist"].split_files("validation")
+        Traceback (most recent call last):
+            ...
+        KeyError: 'validation'
     """
 
     name: str
@@ -43,14 +54,44 @@ class DatasetSource:
     splits: dict[str, tuple[str, ...]]
 
     def file(self, name: str) -> RemoteFile:
-        """Return the :class:`RemoteFile` called ``name``."""
+        """Return the :class:`RemoteFile` called ``name``.
+
+        Args:
+            name: The file name, e.g. ``"t10k-images-idx3-ubyte.gz"``.
+
+        Returns:
+            The registry entry with that name.
+
+        Raises:
+            KeyError: The data set has no such file.
+
+        Example:
+            >>> from advjax.data import REGISTRY
+            >>> REGISTRY["cifar100"].file("cifar-100-binary.tar.gz").md5
+            '03b5dce01913d631647c71ecec9e9cb8'
+        """
         for remote in self.files:
             if remote.name == name:
                 return remote
         raise KeyError(f"{self.name} has no file named {name!r}")
 
     def split_files(self, split: str) -> tuple[RemoteFile, ...]:
-        """Return the files needed by ``split`` (raises ``KeyError`` for an unknown split)."""
+        """Return the files needed by ``split`` (raises ``KeyError`` for an unknown split).
+
+        Args:
+            split: ``"train"`` or ``"test"``.
+
+        Returns:
+            The :class:`RemoteFile` entries of the split, in order.
+
+        Raises:
+            KeyError: ``split`` is not one of the data set's splits.
+
+        Example:
+            >>> from advjax.data import REGISTRY
+            >>> [f.name for f in REGISTRY["mnist"].split_files("test")]
+            ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']
+        """
         return tuple(self.file(n) for n in self.splits[split])
 
 
