@@ -54,7 +54,7 @@ def test_quickstart_writes_its_run_directory(tiny_run):
     report = json.loads((tiny_run / "report.json").read_text())
     assert report["num_examples"] == 64 and report["epsilons"] == pytest.approx([0.1, 0.3])
     assert {a["name"] for a in report["attacks"]} == {"fgsm", "pgd3x2"}
-    assert advjax.train.latest_checkpoint(tiny_run / "checkpoints") is not None
+    assert advjax.train.latest_checkpoint(tiny_run / "checkpoints" / "steps") is not None
 
 
 def test_load_run_gives_the_trained_model(tiny_run):

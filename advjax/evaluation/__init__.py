@@ -12,6 +12,7 @@ from advjax.evaluation._diagnostics import (
     non_finite_gradient_mask,
 )
 from advjax.evaluation._report import (
+    draw_robustness_curve,
     format_table,
     plot_robustness_curve,
     to_markdown,
@@ -24,6 +25,7 @@ __all__ = [
     "AutoAttackResult",
     "autoattack",
     "curve_checks",
+    "draw_robustness_curve",
     "gradient_masking_checks",
     "non_finite_gradient_mask",
     "rand_attacks",

@@ -91,14 +91,27 @@ def to_markdown(report: RobustnessReport, title: str = "Robustness report") -> s
     return "\n".join(lines) + "\n"
 
 
-def plot_robustness_curve(report: RobustnessReport, path: str | Path) -> Path:
-    """Saves accuracy against budget, one line per attack, to ``path`` (PNG)."""
-    import matplotlib
+def draw_robustness_curve(report: RobustnessReport, axis) -> None:
+    """Draws accuracy (%) against budget into a Matplotlib ``axis``, one line per attack.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Uses only the given axis (no ``pyplot`` state, no backend switch), so it
+    fits into a notebook's own figures.
 
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
+    Args:
+      report: the :class:`RobustnessReport` to draw.
+      axis: a ``matplotlib.axes.Axes``.
+
+    Example:
+      >>> from matplotlib.figure import Figure
+      >>> from advjax.evaluation import AttackResult, RobustnessReport, draw_robustness_curve
+      >>> pgd = AttackResult("pgd", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> worst = AttackResult("worst_case", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> report = RobustnessReport("linf", [0.0, 0.1], 10, 0.9, [pgd], worst)
+      >>> axis = Figure().subplots()
+      >>> draw_robustness_curve(report, axis)
+      >>> [line.get_label() for line in axis.get_lines()]
+      ['pgd', 'worst_case', 'clean']
+    """
     for result in [*report.attacks, report.worst_case]:
         style = "--" if result.name == "worst_case" else "-"
         axis.plot(
@@ -115,10 +128,39 @@ def plot_robustness_curve(report: RobustnessReport, path: str | Path) -> Path:
     axis.grid(alpha=0.3)
     axis.legend()
     axis.set_title(f"Robustness curve ({report.num_examples} examples)")
+
+
+def plot_robustness_curve(report: RobustnessReport, path: str | Path) -> Path:
+    """Saves accuracy against budget, one line per attack, to ``path`` (PNG).
+
+    Built on Matplotlib's object-oriented API: the global backend and
+    ``pyplot``'s current figure are left alone.
+
+    Args:
+      report: the :class:`RobustnessReport` to plot.
+      path: the PNG file to write.
+
+    Returns:
+      ``path`` as a ``Path``.
+
+    Example:
+      >>> import tempfile, pathlib
+      >>> from advjax.evaluation import AttackResult, RobustnessReport, plot_robustness_curve
+      >>> pgd = AttackResult("pgd", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> worst = AttackResult("worst_case", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> report = RobustnessReport("linf", [0.0, 0.1], 10, 0.9, [pgd], worst)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     png = plot_robustness_curve(report, pathlib.Path(tmp) / "curve.png")
+      ...     png.read_bytes()[1:4]
+      b'PNG'
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), dpi=120)
+    draw_robustness_curve(report, figure.subplots())
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path)
-    plt.close(figure)
     return path
 
 

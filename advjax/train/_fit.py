@@ -17,16 +17,14 @@ from tqdm.auto import tqdm
 from advjax._checks import check_positive_int
 from advjax.data import batches, num_batches
 from advjax.train._callbacks import EarlyStopping
-from advjax.train._checkpoint import (
-    latest_checkpoint,
-    prune_checkpoints,
-    restore_checkpoint,
-    save_checkpoint,
-    step_folder,
-)
+from advjax.train._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
 from advjax.train._state import TrainState
 
 EvalFn = Callable[[TrainState], dict[str, float]]
+STEPS = "steps"
+"""``checkpoint_dir/steps``: the ``keep`` newest step checkpoints (resume from the newest)."""
+BEST = "best"
+"""``checkpoint_dir/best``: the checkpoint with the highest ``best_metric``."""
 
 
 @dataclasses.dataclass
@@ -141,9 +139,10 @@ def fit(
       key: the run's PRNG key; data order and step keys derive from it.
       eval_fn: ``state -> {"clean_acc": ..., "adv_acc": ...}`` on held-out data,
         run after every epoch and logged under ``eval/``.
-      checkpoint_dir: where to write ``step_*`` checkpoints (after every epoch,
-        and every ``checkpoint_every`` steps) and ``best`` (highest
-        ``best_metric``); ``None`` disables checkpoints.
+      checkpoint_dir: where to write checkpoints (:func:`save_checkpoint`):
+        ``steps/`` after every epoch and every ``checkpoint_every`` steps (orbax
+        keeps the ``keep`` newest) and ``best/`` (highest ``best_metric``);
+        ``None`` disables checkpoints.
       checkpoint_every: also checkpoint every this many steps.
       keep: number of step checkpoints kept.
       best_metric: the logged metric that selects the ``best`` checkpoint.
@@ -193,18 +192,16 @@ def fit(
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
 
     if checkpoint_dir is not None and resume:
-        latest = latest_checkpoint(checkpoint_dir)
-        if latest is not None:
-            state, meta = restore_checkpoint(latest, state)
+        if latest_checkpoint(checkpoint_dir / STEPS) is not None:
+            state, meta = restore_checkpoint(checkpoint_dir / STEPS, state)
             epoch, start_batch = meta["epoch"], meta["batch"]
             history, best = meta.get("history", []), meta.get("best")
             carried = meta.get("epoch_metrics", {})
     stopped = early_stopping.check(history) if early_stopping is not None and history else None
     best_state = None
     if keep_best_state and best is not None and checkpoint_dir is not None:
-        best_folder = checkpoint_dir / "best"
-        if (best_folder / "meta.json").is_file():
-            best_state = jax.device_get(restore_checkpoint(best_folder, state)[0])
+        if latest_checkpoint(checkpoint_dir / BEST) is not None:
+            best_state = jax.device_get(restore_checkpoint(checkpoint_dir / BEST, state)[0])
     writer = _TensorBoard(Path(tensorboard_dir)) if tensorboard_dir is not None else None
 
     def meta_at(epoch_index: int, batch_index: int, epoch_metrics: dict) -> dict:
@@ -221,8 +218,7 @@ def fit(
         if checkpoint_dir is None:
             return
         meta = meta_at(epoch_index, batch_index, epoch_metrics)
-        save_checkpoint(step_folder(checkpoint_dir, int(state.step)), state, meta)
-        prune_checkpoints(checkpoint_dir, keep)
+        save_checkpoint(checkpoint_dir / STEPS, state, meta, keep=keep)
 
     started = time.perf_counter()
     bar = tqdm(
@@ -280,7 +276,7 @@ def fit(
             if keep_best_state:
                 best_state = jax.device_get(state)
             if checkpoint_dir is not None:
-                save_checkpoint(checkpoint_dir / "best", state, meta_at(epoch, 0, {}))
+                save_checkpoint(checkpoint_dir / BEST, state, meta_at(epoch, 0, {}), keep=1)
         if early_stopping is not None:
             stopped = early_stopping.check(history)
             if stopped is not None:

@@ -101,6 +101,22 @@ def test_report_files(report, tmp_path):
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plotting_leaves_the_matplotlib_backend_and_pyplot_alone(report, tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    original = matplotlib.get_backend()
+    matplotlib.use("svg")  # a user's choice, not the Agg that the old code forced
+    try:
+        figures = plt.get_fignums()
+        adv_eval.plot_robustness_curve(report, tmp_path / "curve.png")
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figures
+    finally:
+        matplotlib.use(original)
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
 def test_bad_evaluation_inputs(trained_mnist, mnist_test_batch):
     logits_fn, _, _ = trained_mnist
     x, y = mnist_test_batch

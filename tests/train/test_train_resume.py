@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import chex
 import jax
 import numpy as np
 import optax
@@ -55,16 +56,8 @@ def test_interrupted_and_resumed_training_is_bitwise_identical(tmp_path):
     train_set, fresh_state, step = _small_setup()
     resumed = _fit(fresh_state, train_set, step, tmp_path / "resumed")
     assert int(resumed.state.step) == int(straight.state.step) == 24
-    for a, b in zip(
-        jax.tree.leaves(straight.state.params), jax.tree.leaves(resumed.state.params), strict=True
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    for a, b in zip(
-        jax.tree.leaves(straight.state.opt_state),
-        jax.tree.leaves(resumed.state.opt_state),
-        strict=True,
-    ):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    chex.assert_trees_all_equal(straight.state.params, resumed.state.params)
+    chex.assert_trees_all_equal(straight.state.opt_state, resumed.state.opt_state)
     assert [r["train/loss"] for r in straight.history] == [r["train/loss"] for r in resumed.history]
 
 
@@ -82,8 +75,7 @@ def test_batchnorm_statistics_update_in_training_and_not_in_attacks(tmp_path):
     x = data.to_device(train_set.images[:8])
     y = train_set.labels[:8]
     advjax.pgd(0.1, steps=2)(train.eval_logits(state), x, y, key=jax.random.key(0))
-    unchanged = jax.tree.map(np.asarray, state.batch_stats)
-    jax.tree.map(np.testing.assert_array_equal, before, unchanged)
+    chex.assert_trees_all_equal(before, jax.tree.map(np.asarray, state.batch_stats))
     step = train.make_step(train.pgd_at(lambda e: advjax.pgd(e, steps=2, keep_best=False), 0.1))
     new_state, metrics = step(state, (x, jax.numpy.asarray(y)), jax.random.key(1))
     changed = jax.tree.leaves(
@@ -117,18 +109,44 @@ def test_metrics_jsonl_and_best_checkpoint(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["eval/adv_acc"] == 2.0 and "train/adv_acc" in records[0]
     assert result.best["epoch"] == 2
-    assert (tmp_path / "ckpt" / "best" / "meta.json").is_file()
-    assert len(train.list_checkpoints(tmp_path / "ckpt")) == 2
+    assert train.list_checkpoints(tmp_path / "ckpt" / "best") == [8]
+    assert train.read_meta(tmp_path / "ckpt" / "best")["epoch"] == 2
+    assert train.list_checkpoints(tmp_path / "ckpt" / "steps") == [4, 8]
 
 
-def test_incomplete_checkpoint_is_never_restored(tmp_path):
-    train_set, state, step = _small_setup(n=100)
-    (tmp_path / "step_0000000099").mkdir(parents=True)
-    assert train.latest_checkpoint(tmp_path) is None
-    with pytest.raises(train.CheckpointError, match="meta.json is missing"):
-        train.restore_checkpoint(tmp_path / "step_0000000099", state)
+def test_orbax_keeps_the_newest_steps_only(tmp_path):
+    _, state, _ = _small_setup(n=100)
+    for step in (1, 2, 3, 4):
+        train.save_checkpoint(tmp_path, state.replace(step=step), {"at": step}, keep=2)
+    assert train.list_checkpoints(tmp_path) == [3, 4]
+    assert train.read_meta(tmp_path) == {"at": 4}
+    assert train.read_meta(tmp_path, step=3) == {"at": 3}
+    restored, meta = train.restore_checkpoint(tmp_path, state, step=3)
+    assert int(restored.step) == 3 and meta == {"at": 3}
+
+
+def test_incomplete_or_missing_checkpoints_are_never_restored(tmp_path):
+    _, state, _ = _small_setup(n=100)
+    train.save_checkpoint(tmp_path, state.replace(step=5), {"epoch": 0})
+    # what orbax leaves behind when a save is interrupted before its final rename
+    (tmp_path / "9.orbax-checkpoint-tmp-1234").mkdir()
+    assert train.latest_checkpoint(tmp_path) == 5
+    assert int(train.restore_checkpoint(tmp_path, state)[0].step) == 5
+    with pytest.raises(train.CheckpointError, match="no checkpoint of step 9"):
+        train.restore_checkpoint(tmp_path, state, step=9)
     with pytest.raises(train.CheckpointError, match="does not exist"):
         train.restore_checkpoint(tmp_path / "nowhere", state)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(train.CheckpointError, match="no complete checkpoint"):
+        train.restore_checkpoint(tmp_path / "empty", state)
+
+
+def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    _, state, _ = _small_setup(n=100)
+    train.save_checkpoint(tmp_path, state, {"epoch": 0})
+    _, other, _ = _small_setup(model_name="mlp", n=100)
+    with pytest.raises(train.CheckpointError, match="different model or optimizer"):
+        train.restore_checkpoint(tmp_path, other)
 
 
 def test_bad_clean_weight():
