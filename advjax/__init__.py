@@ -57,8 +57,6 @@ from advjax.certify import (
     certified_accuracy,
     crown_bounds,
     crown_ibp_bounds,
-    crown_ibp_training,
-    ibp_training,
     interval_bounds,
     smooth_certify,
 )
@@ -66,9 +64,13 @@ from advjax.defenses import calibrate, ensemble, evaluate_defense, guard, prepro
 from advjax.evaluation import autoattack, evaluate
 from advjax.runs import LoadedRun, RunError, load_run, save_run_model
 from advjax.train import (
+    certified_training,
+    crown_ibp_training,
     distillation,
     fgsm_rs,
     free_at,
+    gaussian_noise_training,
+    ibp_training,
     input_gradient_penalty,
     mart,
     pgd_at,
@@ -92,6 +94,7 @@ __all__ = [
     "bpda",
     "calibrate",
     "certified_accuracy",
+    "certified_training",
     "certify",
     "crown_bounds",
     "crown_ibp_bounds",
@@ -114,6 +117,7 @@ __all__ = [
     "fgsm",
     "fgsm_rs",
     "free_at",
+    "gaussian_noise_training",
     "guard",
     "hopskipjump",
     "ibp_training",

@@ -3,12 +3,12 @@
 Recipe: the schedule of ``ibp_mnist.py``, so the two compare directly: Adam
 (lr 1e-3, decayed 10x at 60% and 80% of training), batch 100, ``--warmup``
 clean epochs, then a ``--ramp``-epoch ramp of eps (0 to ``--train-eps``), of
-kappa (``--kappa-start`` to ``--kappa-end``) and of the IBP weight beta (0 to
-1: CROWN-IBP bounds at the start of the ramp, pure IBP at its end, the paper's
-"beta 1 -> 0" in its convention). The paper's MNIST configuration trains on
-the robust loss alone: ``--kappa-start 0 --kappa-end 0``. From the first epoch
-after the ramp (beta is 1) training goes on with the IBP objective, the same
-loss without the CROWN pass. Evaluates like
+kappa (``--kappa-start`` to ``--kappa-end``) and of the CROWN-IBP weight beta
+(the paper's beta, 1 to 0: CROWN-IBP bounds at the start of the ramp, pure IBP
+at its end). The paper's MNIST configuration trains on the robust loss alone:
+``--kappa-start 0 --kappa-end 0``. From the first epoch after the ramp (beta
+is 0) training goes on with the IBP objective, the same loss without the
+CROWN pass. Evaluates like
 ``ibp_mnist.py`` (IBP and CROWN-IBP verified accuracy, PGD check).
 
     python experiments/crown_ibp_mnist.py --model ibp_small --eps 0.3 --train-eps 0.4 \
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _certified_common import add_eval_flags, evaluate, load_data, train_loop  # noqa: E402
 
 from advjax.backend import use_fast_cpu_loops  # noqa: E402
-from advjax.certify import crown_ibp_training, ibp_training, ramp_schedule  # noqa: E402
+from advjax.train import crown_ibp_training, epsilon_ramp, ibp_training  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -54,14 +54,14 @@ def main(argv=None) -> None:
     train_eps = 1.1 * args.eps if args.train_eps is None else args.train_eps
     train_set, x_test, y_test = load_data()
     spe = len(train_set.labels) // args.batch_size
-    kw = dict(
-        warmup_steps=int(args.warmup * spe), ramp_steps=int(args.ramp * spe), shape=args.shape
-    )
-    eps = ramp_schedule(0.0, train_eps, **kw)
-    kappa = ramp_schedule(args.kappa_start, args.kappa_end, **kw)
-    objective = crown_ibp_training(eps, kappa=kappa, beta=ramp_schedule(0.0, 1.0, **kw))
-    # From the first epoch after the ramp beta is 1: the same loss without the CROWN pass.
-    ramp_end = kw["warmup_steps"] + kw["ramp_steps"]
+    warmup_steps, ramp_steps = int(args.warmup * spe), int(args.ramp * spe)
+    kw = dict(start_step=warmup_steps, kind=args.shape)
+    eps = epsilon_ramp(train_eps, ramp_steps, **kw)
+    kappa = epsilon_ramp(args.kappa_end, ramp_steps, initial=args.kappa_start, **kw)
+    beta = epsilon_ramp(0.0, ramp_steps, initial=1.0, **kw)  # CROWN-IBP weight 1 -> 0
+    objective = crown_ibp_training(eps, kappa=kappa, beta=beta)
+    # From the first epoch after the ramp beta is 0: the same loss without the CROWN pass.
+    ramp_end = warmup_steps + ramp_steps
     switch = (-(-ramp_end // spe), ibp_training(eps, kappa=kappa))
     print(f"CROWN-IBP {args.model} test eps {args.eps} train eps {train_eps}", flush=True)
     model, variables, seconds = train_loop(

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _certified_common import add_eval_flags, evaluate, load_data, train_loop  # noqa: E402
 
 from advjax.backend import use_fast_cpu_loops  # noqa: E402
-from advjax.certify import ibp_schedules, ibp_training  # noqa: E402
+from advjax.train import ibp_schedules, ibp_training  # noqa: E402
 
 
 def main(argv=None) -> None:

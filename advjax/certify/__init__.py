@@ -1,5 +1,10 @@
 """Certified robustness: interval bounds, CROWN, verified accuracy, randomized smoothing.
 
+certify computes bounds and certificates only; the certified training
+objectives that minimise a loss of them (``ibp_training``, ``crown_ibp_training``,
+``certified_training``, ``gaussian_noise_training``, ``ibp_schedules``) live in
+:mod:`advjax.train`, which imports certify (never the other way round).
+
 Example:
     >>> import jax.numpy as jnp
     >>> from advjax.certify import interval_bounds
@@ -22,6 +27,7 @@ from advjax.certify._crown import (
 )
 from advjax.certify._interval import INTERVAL_RULES, interval_bounds
 from advjax.certify._jaxpr_interp import Interval, UnsupportedPrimitiveError
+from advjax.certify._margins import batched_margin_lower_bounds
 from advjax.certify._report import certified_markdown, certified_report
 from advjax.certify._smoothing import (
     ABSTAIN,
@@ -33,22 +39,8 @@ from advjax.certify._smoothing import (
     smooth_certify,
     smooth_predict,
 )
-from advjax.certify._training import (
-    batched_margin_lower_bounds,
-    certified_training,
-    crown_ibp_training,
-    gaussian_noise_training,
-    ibp_schedules,
-    ibp_training,
-    ramp_schedule,
-)
 
 __all__ = [
-    "ramp_schedule",
-    "ibp_training",
-    "ibp_schedules",
-    "crown_ibp_training",
-    "certified_training",
     "certified_report",
     "certified_markdown",
     "batched_margin_lower_bounds",
@@ -66,7 +58,6 @@ __all__ = [
     "crown_bounds",
     "crown_ibp_bounds",
     "gaussian_noise_augment",
-    "gaussian_noise_training",
     "interval_bounds",
     "linear_bounds",
     "margin_bounds",
@@ -75,3 +66,22 @@ __all__ = [
     "smooth_predict",
     "specification_matrix",
 ]
+
+
+_MOVED_TO_TRAIN = {
+    "certified_training": "advjax.train.certified_training",
+    "crown_ibp_training": "advjax.train.crown_ibp_training (beta is now the CROWN-IBP weight)",
+    "gaussian_noise_training": "advjax.train.gaussian_noise_training",
+    "ibp_schedules": "advjax.train.ibp_schedules",
+    "ibp_training": "advjax.train.ibp_training",
+    "ramp_schedule": "advjax.train.epsilon_ramp (initial=start, epsilon=end)",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_TRAIN:
+        raise AttributeError(
+            f"advjax.certify.{name} moved: use {_MOVED_TO_TRAIN[name]}. certify exposes "
+            "bounds only; training objectives live in advjax.train."
+        )
+    raise AttributeError(f"module 'advjax.certify' has no attribute {name!r}")

@@ -2,6 +2,13 @@
 
 from advjax.train._awp import awp, weight_perturbation
 from advjax.train._callbacks import EarlyStopping, robust_eval_fn
+from advjax.train._certified import (
+    certified_training,
+    crown_ibp_training,
+    gaussian_noise_training,
+    ibp_schedules,
+    ibp_training,
+)
 from advjax.train._checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -48,7 +55,9 @@ __all__ = [
     "accuracy",
     "as_schedule",
     "awp",
+    "certified_training",
     "cosine_lr",
+    "crown_ibp_training",
     "curriculum",
     "cyclic_lr",
     "distillation",
@@ -58,7 +67,10 @@ __all__ = [
     "fit",
     "free_at",
     "free_at_carry",
+    "gaussian_noise_training",
     "gaussian_start_linf",
+    "ibp_schedules",
+    "ibp_training",
     "input_gradient_penalty",
     "latest_checkpoint",
     "list_checkpoints",

@@ -50,9 +50,35 @@ class AdversarialObjective:
         return self.loss(params, state, batch, adversarial, loss_key)
 
 
-def as_schedule(value: Schedule) -> Callable[[jax.Array], jax.Array]:
-    """Turns a constant into a constant optax schedule; schedules pass through."""
-    return value if callable(value) else optax.constant_schedule(value)
+def as_schedule(value: Schedule, name: str = "value") -> Callable[[jax.Array], jax.Array]:
+    """Turns a number into a constant optax schedule; schedules (callables) pass through.
+
+    Args:
+        value: A number or a schedule ``step -> value``.
+        name: The argument's name, for the error message.
+
+    Returns:
+        A schedule ``step -> value``.
+
+    Raises:
+        TypeError: If ``value`` is neither callable nor a number.
+
+    Example:
+      >>> from advjax import train
+      >>> float(train.as_schedule(0.3)(100)), float(train.as_schedule(lambda s: s / 10)(5))
+      (0.3, 0.5)
+    """
+    if callable(value):
+        return value
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a number or a schedule (callable); got {value!r}")
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be a number or a schedule (callable); got {value!r}"
+        ) from None
+    return optax.constant_schedule(value)
 
 
 def accuracy(logits: jax.Array, y: jax.Array) -> jax.Array:

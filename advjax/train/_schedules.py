@@ -107,20 +107,46 @@ def cosine_lr(init_value: float, total_steps: int, *, warmup_steps: int = 0, end
 
 
 def epsilon_ramp(
-    epsilon: float, ramp_steps: int, *, start_step: int = 0, kind: str = "linear"
+    epsilon: float,
+    ramp_steps: int,
+    *,
+    start_step: int = 0,
+    kind: str = "linear",
+    initial: float = 0.0,
 ) -> optax.Schedule:
-    """A budget ramped from 0 at ``start_step`` to ``epsilon`` over ``ramp_steps`` steps.
+    """A value held at ``initial`` until ``start_step``, then ramped to ``epsilon``.
 
-    ``kind="linear"`` is the ramp of Gowal et al. (2018) and of PGD training at
-    eps 0.3 on MNIST (without one, PGD-AT of small nets often collapses);
-    ``kind="smooth"`` is the smoothstep ``3t^2 - 2t^3``, whose slope is zero at
-    both ends (a smooth ramp in the spirit of Xu et al. 2020's CROWN-IBP).
+    The ramp lasts ``ramp_steps`` steps (``0`` jumps to ``epsilon`` at
+    ``start_step``); ``epsilon`` is held after it. ``kind="linear"`` is the ramp of
+    Gowal et al. (IBP, arXiv:1810.12715) and of PGD training at eps 0.3 on MNIST
+    (without one, PGD-AT of small nets often collapses); ``kind="smooth"`` is the
+    smoothstep ``3t^2 - 2t^3``, whose slope is zero at both ends (a smooth ramp in
+    the spirit of CROWN-IBP's, Zhang et al., arXiv:1906.06316). With ``initial``
+    the same schedule ramps any weight the recipes ramp together with the budget:
+    IBP's kappa (``initial=1.0``, ``epsilon=0.5``) or CROWN-IBP's beta
+    (``initial=1.0``, ``epsilon=0.0``).
+
+    Args:
+        epsilon: Value after the ramp (>= 0; a budget in input units, or a weight).
+        ramp_steps: Length of the ramp in steps (>= 0).
+        start_step: Steps held at ``initial`` before the ramp (>= 0).
+        kind: ``"linear"`` or ``"smooth"``.
+        initial: Value before the ramp.
+
+    Returns:
+        An optax schedule ``step -> value`` (a float32 scalar).
+
+    Raises:
+        ValueError: For a negative ``epsilon`` or step count, or an unknown ``kind``.
 
     Example:
       >>> from advjax import train
       >>> ramp = train.epsilon_ramp(0.3, 10, kind="smooth")
       >>> [round(float(ramp(s)), 3) for s in (0, 5, 10, 20)]
       [0.0, 0.15, 0.3, 0.3]
+      >>> kappa = train.epsilon_ramp(0.5, 20, start_step=10, initial=1.0)
+      >>> [float(kappa(s)) for s in (0, 10, 20, 30, 100)]
+      [1.0, 1.0, 0.75, 0.5, 0.5]
     """
     if not epsilon >= 0.0:
         raise ValueError(f"epsilon must be >= 0, got {epsilon}.")
@@ -136,7 +162,9 @@ def epsilon_ramp(
             t = jnp.clip((jnp.asarray(step, jnp.float32) - start_step) / ramp_steps, 0.0, 1.0)
         if kind == "smooth":
             t = t * t * (3.0 - 2.0 * t)
-        return epsilon * t
+        if initial == 0.0:
+            return epsilon * t
+        return initial + (epsilon - initial) * t
 
     return schedule
 

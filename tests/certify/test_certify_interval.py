@@ -203,7 +203,7 @@ def test_certify_interval_constants_fold():
     np.testing.assert_allclose(hi - lo, 1.0)
 
 
-@pytest.mark.slow  # covered in the default run by tests/certify/test_certify_training.py
+@pytest.mark.slow  # covered in the default run by tests/train/test_certified_training.py
 def test_certify_interval_jit_equals_eager():
     f = NETS["flax_bn_pool_residual"][0]()
     x = jax.random.uniform(KEY, (8, 8, 3))
@@ -213,7 +213,7 @@ def test_certify_interval_jit_equals_eager():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.slow  # covered in the default run by tests/certify/test_certify_training.py
+@pytest.mark.slow  # covered in the default run by tests/train/test_certified_training.py
 def test_certify_interval_grad_finite_for_ibp_training():
     model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
     params = model.init(KEY, jnp.zeros(4))

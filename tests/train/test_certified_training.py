@@ -1,3 +1,5 @@
+"""Certified training objectives (advjax.train) on the bounds of advjax.certify."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -5,17 +7,16 @@ import numpy as np
 import optax
 import pytest
 
-from advjax import data, train
-from advjax.certify import (
-    batched_margin_lower_bounds,
-    certified_markdown,
-    certified_report,
+import advjax
+from advjax import certify, data, train
+from advjax.certify import batched_margin_lower_bounds, certified_markdown, certified_report
+from advjax.train import (
     certified_training,
     crown_ibp_training,
+    epsilon_ramp,
     gaussian_noise_training,
     ibp_schedules,
     ibp_training,
-    ramp_schedule,
 )
 
 
@@ -52,32 +53,55 @@ def mnist_small():
     return x, np.asarray(ds.labels[:600], np.int32)
 
 
-def test_certify_training_schedules():
+def test_certified_training_schedules():
     eps, kappa = ibp_schedules(0.4, warmup_steps=10, ramp_steps=20)
     got = [(float(eps(t)), float(kappa(t))) for t in (0, 10, 20, 30, 1000)]
     np.testing.assert_allclose(
         got, [(0, 1), (0, 1), (0.2, 0.75), (0.4, 0.5), (0.4, 0.5)], atol=1e-6
     )
-    smooth = ramp_schedule(0.0, 1.0, warmup_steps=0, ramp_steps=10, shape="smooth")
+    smooth = epsilon_ramp(1.0, 10, kind="smooth")
     vals = np.array([float(smooth(t)) for t in range(12)])
     assert vals[0] == 0 and vals[-1] == 1 and np.all(np.diff(vals) >= 0)
     assert abs(vals[5] - 0.5) < 1e-6 and vals[1] < 0.1  # slow start
-    assert float(ramp_schedule(2.0, 3.0, warmup_steps=5, ramp_steps=0)(5)) == 3.0
+    assert float(epsilon_ramp(3.0, 0, start_step=5, initial=2.0)(5)) == 3.0
+    assert float(epsilon_ramp(3.0, 0, start_step=5, initial=2.0)(4)) == 2.0
+    down = epsilon_ramp(0.0, 4, start_step=2, initial=1.0)  # CROWN-IBP's beta 1 -> 0
+    assert [float(down(t)) for t in (0, 2, 4, 6, 9)] == [1.0, 1.0, 0.5, 0.0, 0.0]
     with pytest.raises(ValueError, match="shape"):
-        ramp_schedule(0, 1, warmup_steps=0, ramp_steps=1, shape="cosine")
-    with pytest.raises(ValueError, match=">= 0"):
-        ramp_schedule(0, 1, warmup_steps=-1, ramp_steps=1)
+        ibp_schedules(0.1, warmup_steps=0, ramp_steps=1, shape="cosine")
+    with pytest.raises(ValueError, match="kind"):
+        epsilon_ramp(0.1, 1, kind="cosine")
+    with pytest.raises(ValueError, match="warmup_steps"):
+        ibp_schedules(0.1, warmup_steps=-1, ramp_steps=1)
 
 
-def test_certify_training_margins_sound_and_mixed():
+def test_certified_training_names_moved_out_of_certify():
+    for name in ("ibp_training", "crown_ibp_training", "certified_training"):
+        assert getattr(advjax, name) is getattr(train, name)
+    assert advjax.gaussian_noise_training is train.gaussian_noise_training
+    with pytest.raises(AttributeError, match="advjax.train.epsilon_ramp"):
+        certify.ramp_schedule  # noqa: B018
+    with pytest.raises(AttributeError, match="advjax.train.ibp_training"):
+        certify.ibp_training  # noqa: B018
+
+
+def test_certified_training_margins_sound_and_mixed():
     model = _TinyMLP()
     v = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     f = lambda x: model.apply(v, x)  # noqa: E731
     x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))
     y = jnp.array([0, 1, 2, 3])
     bounds = jax.jit(lambda b: batched_margin_lower_bounds(f, x, y, 0.05, beta=b))
-    ibp, crown, mixed = bounds(1.0), bounds(0.0), bounds(0.25)
-    np.testing.assert_allclose(mixed, 0.25 * ibp + 0.75 * crown, rtol=1e-4, atol=1e-4)
+    # beta is the CROWN-IBP weight (Zhang et al. 2020): 0 is IBP, 1 is CROWN-IBP
+    ibp, crown, mixed = bounds(0.0), bounds(1.0), bounds(0.75)
+    np.testing.assert_allclose(mixed, 0.75 * crown + 0.25 * ibp, rtol=1e-4, atol=1e-4)
+    static_ibp = batched_margin_lower_bounds(f, x, y, 0.05)  # default: no CROWN pass
+    np.testing.assert_allclose(static_ibp, ibp, rtol=1e-6, atol=1e-6)
+    crown_ibp_margins = certify.certified_margins(f, x, y, 0.05, method="crown-ibp")
+    off_label = np.arange(10)[None] != np.asarray(y)[:, None]  # certify's label column: inf
+    np.testing.assert_allclose(
+        np.asarray(crown)[off_label], np.asarray(crown_ibp_margins)[off_label], rtol=1e-4, atol=1e-4
+    )
     logits = f(x)
     true = jnp.take_along_axis(logits, y[:, None], 1) - logits
     for m in (ibp, crown):  # lower bounds of the margins at the centre
@@ -85,12 +109,12 @@ def test_certify_training_margins_sound_and_mixed():
         np.testing.assert_allclose(np.asarray(m)[np.arange(4), np.asarray(y)], 0.0)
 
 
-def test_certify_training_objective_finite_and_schedules(mnist_small):
+def test_certified_training_objective_finite_and_schedules(mnist_small):
     x, y = mnist_small
     state = _state(_TinyMLP())
     eps, kappa = ibp_schedules(0.2, warmup_steps=1, ramp_steps=2)
     objective = crown_ibp_training(
-        eps, kappa=kappa, beta=ramp_schedule(0, 1, warmup_steps=1, ramp_steps=2)
+        eps, kappa=kappa, beta=epsilon_ramp(0.0, 2, start_step=1, initial=1.0)
     )
     batch = (jnp.asarray(x[:32]), jnp.asarray(y[:32]))
     grad_fn = jax.jit(jax.grad(objective, has_aux=True))
@@ -101,9 +125,9 @@ def test_certify_training_objective_finite_and_schedules(mnist_small):
         assert np.isfinite(float(metrics["loss"]))
         seen.append((float(metrics["eps"]), float(metrics["kappa"]), float(metrics["beta"])))
     np.testing.assert_allclose(
-        seen, [(0, 1, 0), (0, 1, 0), (0.1, 0.75, 0.5), (0.2, 0.5, 1.0)], atol=1e-6
+        seen, [(0, 1, 1), (0, 1, 1), (0.1, 0.75, 0.5), (0.2, 0.5, 0.0)], atol=1e-6
     )
-    # Once beta is 1 the scheduled objective is the IBP objective (the recipes
+    # Once beta is 0 the scheduled objective is the IBP objective (the recipes
     # switch to it after the ramp to skip the CROWN pass).
     after_ramp = state.replace(step=5)
     scheduled, _ = jax.jit(objective)(state.params, after_ramp, batch, jax.random.key(0))
@@ -113,7 +137,7 @@ def test_certify_training_objective_finite_and_schedules(mnist_small):
     np.testing.assert_allclose(float(scheduled), float(plain_ibp), rtol=1e-6)
 
 
-def test_certify_training_rejects_batchnorm_and_bad_args():
+def test_certified_training_rejects_batchnorm_and_bad_args():
     state = _state(_BNNet())
     batch = (jnp.zeros((2, 28, 28, 1)), jnp.array([0, 1]))
     with pytest.raises(ValueError, match="BatchNorm"):
@@ -124,7 +148,7 @@ def test_certify_training_rejects_batchnorm_and_bad_args():
         gaussian_noise_training(0.0)
 
 
-def test_certify_training_reduces_loss_and_verified_le_pgd_le_clean(mnist_small):
+def test_certified_training_reduces_loss_and_verified_le_pgd_le_clean(mnist_small):
     x, y = mnist_small
     state = _state(_TinyMLP(), lr=3e-3)
     eps, kappa = ibp_schedules(0.1, warmup_steps=20, ramp_steps=60)
@@ -170,7 +194,7 @@ def test_certify_training_reduces_loss_and_verified_le_pgd_le_clean(mnist_small)
     assert "certified (crown-ibp)" in table and "certified (any)" in table and "holds" in table
 
 
-def test_certify_training_gaussian_noise_objective(mnist_small):
+def test_certified_training_gaussian_noise_objective(mnist_small):
     x, y = mnist_small
     state = _state(_TinyMLP())
     step = train.make_step(gaussian_noise_training(0.25))
