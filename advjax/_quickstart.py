@@ -52,18 +52,6 @@ class QuickstartConfig:
     progress: bool = True
 
 
-def triangular_schedule(peak: float, total_steps: int) -> optax.Schedule:
-    """Linear warm-up to ``peak`` over the first 40% of steps, then linear decay to 0."""
-    rise = max(int(0.4 * total_steps), 1)
-    return optax.join_schedules(
-        [
-            optax.linear_schedule(0.0, peak, rise),
-            optax.linear_schedule(peak, 0.0, total_steps - rise),
-        ],
-        [rise],
-    )
-
-
 def _training_objective(config: QuickstartConfig, total_steps: int) -> train.Objective:
     epsilon = optax.linear_schedule(0.0, config.train_eps, int(config.ramp_fraction * total_steps))
     step_ratio = config.train_step_size / config.train_eps
@@ -98,7 +86,8 @@ def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
     """Trains, checkpoints, evaluates and writes the report; returns the report.
 
     Example:
-      >>> # advjax.run_quickstart(QuickstartConfig(epochs=1, eval_examples=100))
+      >>> # run_quickstart(QuickstartConfig(epochs=1, eval_examples=100))
+      >>> # or from a shell: python -m advjax quickstart --epochs 1 --eval-examples 100
     """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +105,7 @@ def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
         apply_fn=model.apply,
         params=variables["params"],
         batch_stats=variables.get("batch_stats"),
-        tx=optax.adam(triangular_schedule(config.learning_rate, total_steps)),
+        tx=optax.adam(train.triangular_lr(config.learning_rate, total_steps, peak_at=0.4)),
     )
     step = train.make_step(_training_objective(config, total_steps))
     # Monitoring only: the per-epoch check never selects the model (the last epoch's
