@@ -182,109 +182,191 @@ def fit(
     keep = check_positive_int(keep, "keep")
     data_key, step_key = jax.random.split(key)
     per_epoch = num_batches(len(train_data), batch_size)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    epoch, start_batch = 0, 0
-    carried: dict[str, list[float]] = {}  # this epoch's step metrics from before a resume
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    checkpoints = _Checkpoints(Path(checkpoint_dir), keep) if checkpoint_dir is not None else None
     metrics_path = Path(metrics_path) if metrics_path is not None else None
     if metrics_path is not None:
         metrics_path.parent.mkdir(parents=True, exist_ok=True)
-
-    if checkpoint_dir is not None and resume:
-        if latest_checkpoint(checkpoint_dir / STEPS) is not None:
-            state, meta = restore_checkpoint(checkpoint_dir / STEPS, state)
-            epoch, start_batch = meta["epoch"], meta["batch"]
-            history, best = meta.get("history", []), meta.get("best")
-            carried = meta.get("epoch_metrics", {})
-    stopped = early_stopping.check(history) if early_stopping is not None and history else None
-    best_state = None
-    if keep_best_state and best is not None and checkpoint_dir is not None:
-        if latest_checkpoint(checkpoint_dir / BEST) is not None:
-            best_state = jax.device_get(restore_checkpoint(checkpoint_dir / BEST, state)[0])
+    run, best_state = _Progress(), None
+    if checkpoints is not None and resume:
+        state, run, best_state = checkpoints.resume(state, keep_best_state)
+    stopped = None
+    if early_stopping is not None and run.history:
+        stopped = early_stopping.check(run.history)
     writer = _TensorBoard(Path(tensorboard_dir)) if tensorboard_dir is not None else None
-
-    def meta_at(epoch_index: int, batch_index: int, epoch_metrics: dict) -> dict:
-        return {
-            "epoch": epoch_index,
-            "batch": batch_index,
-            "step": int(state.step),
-            "history": history,
-            "best": best,
-            "epoch_metrics": epoch_metrics,
-        }
-
-    def checkpoint(epoch_index: int, batch_index: int, epoch_metrics: dict) -> None:
-        if checkpoint_dir is None:
-            return
-        meta = meta_at(epoch_index, batch_index, epoch_metrics)
-        save_checkpoint(checkpoint_dir / STEPS, state, meta, keep=keep)
-
     started = time.perf_counter()
     bar = tqdm(
         total=epochs * per_epoch,
-        initial=epoch * per_epoch + start_batch,
+        initial=run.epoch * per_epoch + run.batch,
         disable=not progress,
         desc="train",
         unit="step",
         leave=False,
     )
-    while epoch < epochs and stopped is None:
-        collected = []
-        for batch_index, batch in enumerate(
-            batches(train_data, batch_size, key=data_key, epoch=epoch, start_batch=start_batch),
-            start=start_batch,
-        ):
-            state, metrics = step(state, batch, step_key)
-            collected.append(metrics)
-            bar.update(1)
-            reached_max = max_steps is not None and int(state.step) >= max_steps
-            at_interval = checkpoint_every and int(state.step) % checkpoint_every == 0
-            if reached_max or (at_interval and batch_index + 1 < per_epoch):
-                checkpoint(epoch, batch_index + 1, _join(carried, collected))
-            if reached_max:
-                bar.close()
-                if writer is not None:
-                    writer.close()
-                return FitResult(
-                    state, history, best, time.perf_counter() - started, stopped, best_state
-                )
-        record = {
-            "epoch": epoch + 1,
-            "step": int(state.step),
-            **_epoch_means(_join(carried, collected)),
-        }
-        if eval_fn is not None:
-            record.update({f"eval/{k}": float(v) for k, v in eval_fn(state).items()})
-        record["time/seconds"] = time.perf_counter() - started
-        history.append(record)
-        if progress:
-            shown = {
-                k.split("/")[-1]: round(v, 4)
-                for k, v in record.items()
-                if k.startswith("eval/") or k in ("train/loss",)
-            }
-            bar.set_postfix(shown)
-            tqdm.write(f"epoch {epoch + 1}/{epochs}: " + json.dumps(shown))
-        if metrics_path is not None:
-            _append_jsonl(metrics_path, record)
+    try:
+        while run.epoch < epochs and stopped is None:
+            state, collected, interrupted = _train_epoch(
+                state,
+                batches(
+                    train_data, batch_size, key=data_key, epoch=run.epoch, start_batch=run.batch
+                ),
+                step,
+                step_key,
+                run,
+                per_epoch=per_epoch,
+                bar=bar,
+                max_steps=max_steps,
+                checkpoint_every=checkpoint_every,
+                checkpoints=checkpoints,
+            )
+            if interrupted:
+                break
+            record = _epoch_record(run, state, collected, eval_fn, started)
+            run.history.append(record)
+            _log(record, epochs, bar if progress else None, metrics_path, writer)
+            run.epoch, run.batch, run.carried = run.epoch + 1, 0, {}
+            if best_metric in record and (
+                run.best is None or record[best_metric] > run.best[best_metric]
+            ):
+                run.best = {"epoch": run.epoch, "step": int(state.step)}
+                run.best[best_metric] = record[best_metric]
+                best_state = jax.device_get(state) if keep_best_state else best_state
+                if checkpoints is not None:
+                    checkpoints.save_best(state, run)
+            if early_stopping is not None:
+                stopped = early_stopping.check(run.history)
+                if stopped is not None:
+                    record["stopped"] = stopped
+                    if progress:
+                        tqdm.write(f"early stop after epoch {run.epoch}: {stopped}")
+            if checkpoints is not None:
+                checkpoints.save(state, run, {})
+    finally:
+        bar.close()
         if writer is not None:
-            writer.write(record)
-        epoch, start_batch, carried = epoch + 1, 0, {}
-        if best_metric in record and (best is None or record[best_metric] > best[best_metric]):
-            best = {"epoch": epoch, "step": int(state.step), best_metric: record[best_metric]}
-            if keep_best_state:
-                best_state = jax.device_get(state)
-            if checkpoint_dir is not None:
-                save_checkpoint(checkpoint_dir / BEST, state, meta_at(epoch, 0, {}), keep=1)
-        if early_stopping is not None:
-            stopped = early_stopping.check(history)
-            if stopped is not None:
-                record["stopped"] = stopped
-                if progress:
-                    tqdm.write(f"early stop after epoch {epoch}: {stopped}")
-        checkpoint(epoch, 0, {})
-    bar.close()
+            writer.close()
+    seconds = time.perf_counter() - started
+    return FitResult(state, run.history, run.best, seconds, stopped, best_state)
+
+
+@dataclasses.dataclass
+class _Progress:
+    """Where a run stands: what a checkpoint's meta data holds, and what resuming restores."""
+
+    epoch: int = 0
+    batch: int = 0
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best: dict[str, Any] | None = None
+    carried: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    """This epoch's per-step metrics from before a resume."""
+
+    def meta(self, state: TrainState, epoch_metrics: dict) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": int(state.step),
+            "history": self.history,
+            "best": self.best,
+            "epoch_metrics": epoch_metrics,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> _Progress:
+        return cls(
+            meta["epoch"],
+            meta["batch"],
+            meta.get("history", []),
+            meta.get("best"),
+            meta.get("epoch_metrics", {}),
+        )
+
+
+@dataclasses.dataclass
+class _Checkpoints:
+    """``directory/steps`` (orbax keeps the ``keep`` newest) and ``directory/best``."""
+
+    directory: Path
+    keep: int
+
+    def save(self, state: TrainState, run: _Progress, epoch_metrics: dict) -> None:
+        save_checkpoint(
+            self.directory / STEPS, state, run.meta(state, epoch_metrics), keep=self.keep
+        )
+
+    def save_best(self, state: TrainState, run: _Progress) -> None:
+        save_checkpoint(self.directory / BEST, state, run.meta(state, {}), keep=1)
+
+    def resume(self, state: TrainState, keep_best_state: bool):
+        """``(state, progress, best_state)`` from the newest checkpoint, or as given if none."""
+        if latest_checkpoint(self.directory / STEPS) is None:
+            return state, _Progress(), None
+        state, meta = restore_checkpoint(self.directory / STEPS, state)
+        run = _Progress.from_meta(meta)
+        best_state = None
+        if keep_best_state and run.best is not None:
+            if latest_checkpoint(self.directory / BEST) is not None:
+                best_state = jax.device_get(restore_checkpoint(self.directory / BEST, state)[0])
+        return state, run, best_state
+
+
+def _train_epoch(
+    state,
+    epoch_batches,
+    step,
+    step_key,
+    run: _Progress,
+    *,
+    per_epoch: int,
+    bar,
+    max_steps: int | None,
+    checkpoint_every: int | None,
+    checkpoints: _Checkpoints | None,
+):
+    """Runs the rest of one epoch; ``(state, step_metrics, stopped_at_max_steps)``.
+
+    Checkpoints every ``checkpoint_every`` steps inside the epoch (the epoch's
+    end is checkpointed by the caller) and when ``max_steps`` is reached.
+    """
+    collected = []
+    for batch_index, batch in enumerate(epoch_batches, start=run.batch):
+        state, metrics = step(state, batch, step_key)
+        collected.append(metrics)
+        bar.update(1)
+        reached_max = max_steps is not None and int(state.step) >= max_steps
+        at_interval = checkpoint_every and int(state.step) % checkpoint_every == 0
+        if checkpoints is not None and (
+            reached_max or (at_interval and batch_index + 1 < per_epoch)
+        ):
+            position = dataclasses.replace(run, batch=batch_index + 1)
+            checkpoints.save(state, position, _join(run.carried, collected))
+        if reached_max:
+            return state, collected, True
+    return state, collected, False
+
+
+def _epoch_record(run: _Progress, state, collected, eval_fn, started: float) -> dict[str, Any]:
+    """The epoch's log record: step-metric means, the held-out evaluation, the time."""
+    record = {
+        "epoch": run.epoch + 1,
+        "step": int(state.step),
+        **_epoch_means(_join(run.carried, collected)),
+    }
+    if eval_fn is not None:
+        record.update({f"eval/{k}": float(v) for k, v in eval_fn(state).items()})
+    record["time/seconds"] = time.perf_counter() - started
+    return record
+
+
+def _log(record: dict, epochs: int, bar, metrics_path: Path | None, writer) -> None:
+    """The record to the progress bar (``bar`` not ``None``), the JSONL file and TensorBoard."""
+    if bar is not None:
+        shown = {
+            k.split("/")[-1]: round(v, 4)
+            for k, v in record.items()
+            if k.startswith("eval/") or k in ("train/loss",)
+        }
+        bar.set_postfix(shown)
+        tqdm.write(f"epoch {record['epoch']}/{epochs}: " + json.dumps(shown))
+    if metrics_path is not None:
+        _append_jsonl(metrics_path, record)
     if writer is not None:
-        writer.close()
-    return FitResult(state, history, best, time.perf_counter() - started, stopped, best_state)
+        writer.write(record)
