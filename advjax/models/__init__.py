@@ -3,7 +3,7 @@
 Example:
   >>> import jax, jax.numpy as jnp
   >>> from advjax import models
-  >>> model = models.get_model("madry_cnn")
+  >>> model = models.get_model("fast_mnist")
   >>> variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
   >>> models.eval_logits_fn(model, variables)(jnp.zeros((2, 28, 28, 1))).shape
   (2, 10)

@@ -59,10 +59,13 @@ class IBPSmall(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from advjax.models import param_count
       >>> model = IBPSmall()
       >>> x = jnp.zeros((1, 28, 28, 1))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compile
+      >>> param_count(shapes)
+      329606
+      >>> jax.eval_shape(model.apply, shapes, x).shape
       (1, 10)
     """
 
@@ -100,10 +103,13 @@ class IBPMedium(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from advjax.models import param_count
       >>> model = IBPMedium()
       >>> x = jnp.zeros((1, 28, 28, 1))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compile
+      >>> param_count(shapes)
+      893418
+      >>> jax.eval_shape(model.apply, shapes, x).shape
       (1, 10)
     """
 
@@ -146,11 +152,16 @@ class IBPLarge(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from advjax.models import param_count
       >>> model = IBPLarge()
       >>> x = jnp.zeros((1, 28, 28, 1))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compile
+      >>> param_count(shapes)
+      13257290
+      >>> jax.eval_shape(model.apply, shapes, x).shape
       (1, 10)
+      >>> param_count(jax.eval_shape(IBPLarge(hidden=200).init, jax.random.key(0), x))
+      5426402
     """
 
     num_classes: int = 10

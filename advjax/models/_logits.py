@@ -50,10 +50,10 @@ def init_model(
 
     Example:
       >>> import jax
-      >>> from advjax.models import MadryCNN
-      >>> variables = init_model(MadryCNN(), jax.random.key(0), (28, 28, 1))
-      >>> sorted(variables)
-      ['params']
+      >>> from advjax.models import FastMNISTNet
+      >>> variables = init_model(FastMNISTNet(), jax.random.key(0), (28, 28, 1))
+      >>> sorted(variables), variables["params"]["conv1"]["kernel"].shape
+      (['params'], (4, 4, 1, 16))
     """
     shape = _as_batched_shape(input_shape)
     try:
@@ -108,11 +108,14 @@ def eval_logits_fn(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from advjax.models import SmallCNN
-      >>> model = SmallCNN()
+      >>> from advjax.models import FastMNISTNet
+      >>> model = FastMNISTNet()
       >>> f = eval_logits_fn(model, init_model(model, jax.random.key(0), (28, 28, 1)))
-      >>> jax.jit(f)(jnp.zeros((2, 28, 28, 1))).shape
-      (2, 10)
+      >>> logits = jax.jit(f)(jnp.zeros((2, 28, 28, 1)))
+      >>> logits.shape, logits.dtype
+      ((2, 10), dtype('float32'))
+      >>> jax.grad(lambda x: f(x)[:, 0].sum())(jnp.zeros((2, 28, 28, 1))).shape
+      (2, 28, 28, 1)
     """
     variables = dict(variables)
 
@@ -148,13 +151,15 @@ def train_apply(
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from advjax.models import WideResNet
-      >>> model = WideResNet(depth=10, widen_factor=1)
-      >>> variables = init_model(model, jax.random.key(0), (32, 32, 3))
-      >>> logits, state = train_apply(model, variables, jnp.ones((2, 32, 32, 3)),
-      ...                             rng=jax.random.key(1))
-      >>> logits.shape, sorted(state)
-      ((2, 10), ['batch_stats'])
+      >>> from advjax.models import PreActBlock
+      >>> model = PreActBlock(features=8, stride=2)  # a BatchNorm block stands in for a ResNet
+      >>> variables = init_model(model, jax.random.key(0), (4, 4, 4))
+      >>> x = jnp.arange(128.0).reshape(2, 4, 4, 4) / 128
+      >>> out, state = train_apply(model, variables, x, rng=jax.random.key(1))
+      >>> out.shape, sorted(state)
+      ((2, 2, 2, 8), ['batch_stats'])
+      >>> float(state["batch_stats"]["bn1"]["mean"][0]) > 0  # running mean moved off 0
+      True
     """
     rngs = {"dropout": rng} if rng is not None else None
     if "batch_stats" in variables:

@@ -69,10 +69,13 @@ class MadryCNN(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from advjax.models import param_count
       >>> model = MadryCNN()
       >>> x = jnp.zeros((1, 28, 28, 1))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compile
+      >>> param_count(shapes)
+      3274634
+      >>> jax.eval_shape(model.apply, shapes, x).shape
       (1, 10)
     """
 
@@ -110,11 +113,11 @@ class FastMNISTNet(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from advjax.models import init_model, param_count
       >>> model = FastMNISTNet()
-      >>> x = jnp.zeros((1, 28, 28, 1))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
-      (1, 10)
+      >>> variables = init_model(model, jax.random.key(0), (28, 28, 1))
+      >>> model.apply(variables, jnp.zeros((1, 28, 28, 1))).shape, param_count(variables)
+      ((1, 10), 166406)
     """
 
     num_classes: int = 10
@@ -153,10 +156,16 @@ class SmallCNN(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from advjax.models import param_count
       >>> model = SmallCNN()
       >>> x = jnp.zeros((1, 28, 28, 1))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compile
+      >>> param_count(shapes)
+      312202
+      >>> jax.eval_shape(model.apply, shapes, x).shape
+      (1, 10)
+      >>> variables = jax.tree.map(jnp.zeros_like, shapes)  # train mode needs a dropout rng
+      >>> model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}).shape
       (1, 10)
     """
 

@@ -60,11 +60,15 @@ class PreActBlock(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
+      >>> from advjax.models import init_model
       >>> block = PreActBlock(features=8, stride=2)
-      >>> x = jnp.zeros((1, 8, 8, 4))
-      >>> variables = block.init(jax.random.key(0), x)
-      >>> block.apply(variables, x).shape
-      (1, 4, 4, 8)
+      >>> variables = init_model(block, jax.random.key(0), (4, 4, 4))
+      >>> sorted(variables["params"])  # a 1x1 shortcut conv: the stride and width change
+      ['bn1', 'bn2', 'conv1', 'conv2', 'shortcut']
+      >>> y, state = block.apply(variables, jnp.ones((2, 4, 4, 4)), train=True,
+      ...                        mutable=["batch_stats"])
+      >>> y.shape, y.dtype
+      ((2, 2, 2, 8), dtype('float32'))
     """
 
     features: int
@@ -139,13 +143,18 @@ class PreActResNet18(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> model = PreActResNet18(stage_sizes=(1, 1, 1, 1))
+      >>> from advjax.models import param_count
+      >>> model = PreActResNet18()
       >>> x = jnp.zeros((1, 32, 32, 3))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> sorted(variables)
-      ['batch_stats', 'params']
-      >>> model.apply(variables, x).shape
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compile
+      >>> sorted(shapes), param_count(shapes)
+      (['batch_stats', 'params'], 11172170)
+      >>> jax.eval_shape(model.apply, shapes, x).shape
       (1, 10)
+      >>> PreActResNet18(stage_sizes=(2, 2, 2)).init(jax.random.key(0), x)
+      Traceback (most recent call last):
+        ...
+      ValueError: stage_sizes must have 4 entries, got (2, 2, 2)...
     """
 
     num_classes: int = 10
@@ -192,7 +201,7 @@ class WideResNet(nn.Module):
       changes, optional dropout between the two convs of each block
     * final BN + ReLU, global average pool, dense ``num_classes``
 
-    WRN-28-10 has 36,476,194 and WRN-34-10 46,160,474 trainable parameters for
+    WRN-28-10 has 36,479,194 and WRN-34-10 46,160,474 trainable parameters for
     10 classes (the TRADES code also defines an unused ``sub_block1`` whose
     parameters are not part of the network and are not reproduced here).
     Conv kernels use the reference He-normal (fan-out) init.
@@ -211,10 +220,14 @@ class WideResNet(nn.Module):
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> model = WideResNet(depth=10, widen_factor=1)
+      >>> from advjax.models import param_count
       >>> x = jnp.zeros((1, 32, 32, 3))
-      >>> variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
+      >>> count = lambda m: param_count(jax.eval_shape(m.init, jax.random.key(0), x))
+      >>> count(WideResNet(depth=28, widen_factor=10)), count(WideResNet(depth=34))
+      (36479194, 46160474)
+      >>> model = WideResNet(depth=10, widen_factor=1)
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes only, no compile
+      >>> jax.eval_shape(model.apply, shapes, x).shape
       (1, 10)
       >>> WideResNet(depth=12).init(jax.random.key(0), x)
       Traceback (most recent call last):
