@@ -141,7 +141,8 @@ def certified_accuracy(
     Example ``i`` is certified when the lower bound of ``logit_y - logit_j`` over
     ``{x' : |x' - x_i|_inf <= eps, clip_min <= x' <= clip_max}`` is positive for
     every ``j != y_i``, bounded with IBP plus specification elision (Gowal et al.,
-    2018), CROWN (Zhang et al., 2018) or CROWN-IBP (Zhang et al., 2020). The mean
+    2018, arXiv:1810.12715), CROWN (Zhang et al., 2018, arXiv:1811.00866) or
+    CROWN-IBP (Zhang et al., 2020, arXiv:1906.06316). The mean
     of the result is the verified accuracy. Certified implies correctly
     classified.
 

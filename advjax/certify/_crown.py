@@ -13,15 +13,16 @@ row) from the output to the input:
 * ``max(x, c)``/``min(x, c)`` with a constant ``c`` (ReLU, clipping) use the CROWN
   linear relaxation with adaptive lower slope (Zhang et al., "Efficient Neural
   Network Robustness Certification with General Activation Functions",
-  NeurIPS 2018);
+  NeurIPS 2018, arXiv:1811.00866);
 * the remaining coefficients are concretised on the input box.
 
 Pre-activation bounds come from CROWN itself (``crown_bounds``) or from IBP
 (``crown_ibp_bounds``; Zhang et al., "Towards Stable and Efficient Training of
-Verifiably Robust Neural Networks", ICLR 2020). ``margin_bounds`` with
+Verifiably Robust Neural Networks", ICLR 2020, arXiv:1906.06316). ``margin_bounds`` with
 ``method="ibp"`` folds the specification through the trailing affine layers and
 concretises at the last non-linearity with IBP boxes, i.e. the elision of Gowal et
-al. (2018).
+al. (2018, arXiv:1810.12715). Primitives are classified once, in
+:mod:`advjax.certify._primitives`; :data:`CROWN_RULES` is keyed by primitive objects.
 """
 
 from __future__ import annotations
@@ -706,7 +707,7 @@ def linear_bounds(fn: Callable, method: str) -> Callable:
 
 
 def crown_bounds(fn: Callable) -> Callable:
-    """CROWN bounds (Zhang et al., NeurIPS 2018) of ``fn`` over a box.
+    """CROWN bounds (Zhang et al., NeurIPS 2018, arXiv:1811.00866) of ``fn`` over a box.
 
     Every ReLU pre-activation is bounded by its own CROWN backward pass (full
     CROWN), intersected with IBP; the adaptive lower slope (1 if ``u >= -l`` else 0)
@@ -737,7 +738,11 @@ def crown_bounds(fn: Callable) -> Callable:
 
 
 def crown_ibp_bounds(fn: Callable) -> Callable:
-    """CROWN-IBP bounds (Zhang et al., ICLR 2020): IBP pre-activations, CROWN output.
+    """CROWN-IBP bounds (Zhang et al., ICLR 2020, arXiv:1906.06316).
+
+    The pre-activation boxes come from IBP, the output bounds from one CROWN
+    backward pass: cheaper than :func:`crown_bounds` (one pass instead of one per
+    neuron) and tighter than IBP near the input.
 
     Args:
         fn: Function of one pytree argument with a single array output.
@@ -745,6 +750,10 @@ def crown_ibp_bounds(fn: Callable) -> Callable:
     Returns:
         ``bounds_fn(lower, upper, spec=None) -> (lo, hi)`` (see
         :func:`linear_bounds`).
+
+    Raises:
+        UnsupportedPrimitiveError: (when called) for non-linearities other than
+            ``max``/``min`` with a constant.
 
     Example:
         >>> import jax.numpy as jnp
@@ -761,7 +770,7 @@ def margin_bounds(fn: Callable, *, method: str = "ibp") -> Callable:
 
     With ``method="ibp"`` the specification is folded into the trailing affine
     layers before concretising with IBP boxes at the last non-linearity — the
-    elision of Gowal et al. (2018), never looser than bounding ``fn`` by IBP and
+    elision of Gowal et al. (2018, arXiv:1810.12715), never looser than bounding ``fn`` by IBP and
     then multiplying by ``C``. ``"crown"`` and ``"crown-ibp"`` bound ``C @ fn(x)``
     directly with the respective relaxation.
 

@@ -3,9 +3,11 @@
 ``interval_bounds(fn)`` traces ``fn`` to a jaxpr and evaluates it on boxes with one
 rule per primitive (the rules table :data:`INTERVAL_RULES`), following the
 interval arithmetic of Gowal et al., "On the Effectiveness of Interval Bound
-Propagation for Training Verifiably Robust Models" (2018) and Mirman et al.,
+Propagation for Training Verifiably Robust Models" (2018, arXiv:1810.12715) and Mirman et al.,
 "Differentiable Abstract Interpretation for Provably Robust Neural Networks"
 (ICML 2018). Affine maps use the center/radius form ``W @ mid +- |W| @ rad``.
+The table is keyed by primitive objects and built from the classification of
+:mod:`advjax.certify._primitives`, shared with CROWN.
 """
 
 from __future__ import annotations
@@ -393,7 +395,15 @@ def ibp_eqn(eqn, invals: list[Any], origins: dict) -> list[Any]:
         The list of output values (Intervals).
 
     Raises:
-        UnsupportedPrimitiveError: If no rule exists for the primitive.
+        UnsupportedPrimitiveError: If no rule exists for the primitive (the
+            message names it).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> eqn = jax.make_jaxpr(jnp.tanh)(0.0).jaxpr.eqns[0]
+        >>> (out,) = ibp_eqn(eqn, [Interval(jnp.array(0.0), jnp.array(1.0))], {})
+        >>> round(float(out.lower), 4), round(float(out.upper), 4)
+        (0.0, 0.7616)
     """
     rule = INTERVAL_RULES.get(eqn.primitive)
     if rule is None:
@@ -433,7 +443,7 @@ def interval_bounds(fn: Callable) -> Callable:
     ``interval_bounds(fn)(lower, upper)`` returns ``(out_lower, out_upper)`` such
     that ``out_lower <= fn(x) <= out_upper`` for every ``x`` with
     ``lower <= x <= upper`` (elementwise, up to floating point rounding), computed
-    by interval bound propagation (Gowal et al., 2018). ``fn`` is traced on the
+    by interval bound propagation (Gowal et al., 2018, arXiv:1810.12715). ``fn`` is traced on the
     shapes of ``lower``; arrays closed over by ``fn`` (e.g. model parameters) are
     treated as constants. The result is differentiable (for IBP training) and can
     be wrapped in ``jax.jit``/``jax.vmap``.

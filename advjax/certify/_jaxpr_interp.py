@@ -52,6 +52,10 @@ class Interval(NamedTuple):
     ``Interval`` is a ``NamedTuple`` and therefore a JAX pytree, so it can cross
     ``jax.jit``/``jax.vmap`` boundaries.
 
+    Args:
+        lower: Lower ends (an array, any shape).
+        upper: Upper ends, same shape as ``lower``.
+
     Example:
         >>> import jax.numpy as jnp
         >>> box = Interval(jnp.zeros(2), jnp.ones(2))
@@ -88,6 +92,21 @@ class UnsupportedPrimitiveError(NotImplementedError):
 
     The message names the primitive, the user source line that produced it and
     what to do about it.
+
+    Args:
+        primitive: The primitive's name (``eqn.primitive.name``).
+        where: The user source line (:func:`source_line`).
+        method: The bound propagator, e.g. ``"CROWN"``.
+        hint: What to do instead (default: a generic advice).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from advjax.certify import interval_bounds
+        >>> try:
+        ...     interval_bounds(jnp.sin)(jnp.zeros(1), jnp.ones(1))
+        ... except UnsupportedPrimitiveError as err:
+        ...     err.primitive, err.method
+        ('sin', 'Interval bound propagation')
     """
 
     def __init__(self, primitive: str, where: str, method: str, hint: str = ""):
@@ -158,6 +177,12 @@ def trace(fn: Callable, *example_args) -> tuple[Any, Any]:
 
     Returns:
         ``(closed_jaxpr, out_tree)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> closed, out_tree = trace(lambda x: {"y": jnp.tanh(x)}, jnp.zeros(3))
+        >>> [e.primitive.name for e in closed.jaxpr.eqns], out_tree.num_leaves
+        (['tanh'], 1)
     """
     specs = jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), example_args
@@ -185,6 +210,15 @@ def interpret(
 
     Returns:
         The list of output values.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> closed = jax.make_jaxpr(lambda x, c: jnp.sin(c) + x)(0.0, 1.0)
+        >>> def handler(eqn, invals):  # "abstract" values are strings here
+        ...     return [f"{eqn.primitive.name}(...)"]
+        >>> interpret(closed.jaxpr, closed.consts, ["x", 1.0], handler,
+        ...           lambda v: isinstance(v, str))
+        ['add(...)']
     """
     env: dict[Any, Any] = {}
 

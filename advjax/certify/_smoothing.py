@@ -1,4 +1,4 @@
-"""Randomized smoothing (Cohen, Rosenfeld & Kolter, ICML 2019).
+"""Randomized smoothing (Cohen, Rosenfeld & Kolter, ICML 2019, arXiv:1902.02918).
 
 "Certified Adversarial Robustness via Randomized Smoothing". The smoothed
 classifier is ``g(x) = argmax_c P(f(x + N(0, sigma^2 I)) = c)``.
