@@ -47,7 +47,19 @@ def weight_perturbation(params, grads, gamma: float, *, min_ndim: int = 2):
 
 
 def global_norm(tree) -> jax.Array:
-    """The L2 norm of all the leaves of ``tree`` together, in fp32."""
+    """The L2 norm of all the leaves of ``tree`` together, in fp32.
+
+    Args:
+      tree: A pytree of arrays (e.g. parameters or gradients).
+
+    Returns:
+      A float32 scalar ``sqrt(sum of squares of every leaf)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> float(global_norm({"w": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
+      5.0
+    """
     return jnp.sqrt(
         sum(jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf in jax.tree.leaves(tree))
     )

@@ -1,4 +1,4 @@
-"""Defensive distillation (Papernot et al. 2016)."""
+"""Defensive distillation (Papernot et al. 2016, arXiv:1511.04508)."""
 
 from __future__ import annotations
 

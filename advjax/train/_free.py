@@ -14,6 +14,12 @@ from advjax.train._trades import _check_positive
 def free_at_carry(batch_shape) -> dict:
     """The initial carry of :func:`free_at`: a zero perturbation of one batch's shape.
 
+    Args:
+      batch_shape: Shape of one input batch, e.g. ``(B, H, W, C)``.
+
+    Returns:
+      ``{"delta": zeros(batch_shape, float32)}``, for ``TrainState.create(carry=...)``.
+
     Example:
       >>> from advjax import train
       >>> train.free_at_carry((100, 28, 28, 1))["delta"].shape

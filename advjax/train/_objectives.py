@@ -39,6 +39,13 @@ class AdversarialObjective:
     Attributes:
       inputs: ``(state, batch, key) -> adversarial`` (a pytree, e.g. ``x_adv``).
       loss: ``(params, state, batch, adversarial, key) -> (loss, aux)``.
+
+    Example:
+      >>> import advjax
+      >>> from advjax import train
+      >>> objective = train.pgd_at(lambda e: advjax.pgd(e, steps=2, keep_best=False), 0.1)
+      >>> isinstance(objective, train.AdversarialObjective), callable(objective.inputs)
+      (True, True)
     """
 
     inputs: Callable
@@ -82,12 +89,30 @@ def as_schedule(value: Schedule, name: str = "value") -> Callable[[jax.Array], j
 
 
 def accuracy(logits: jax.Array, y: jax.Array) -> jax.Array:
-    """Share of examples whose argmax matches the labels (or the soft targets' argmax)."""
+    """Share of examples whose argmax matches the labels (or the soft targets' argmax).
+
+    Args:
+      logits: ``(B, K)`` logits.
+      y: Integer labels ``(B,)`` or soft targets ``(B, K)``.
+
+    Returns:
+      A scalar in ``[0, 1]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax import train
+      >>> float(train.accuracy(jnp.array([[2.0, 1.0], [0.0, 1.0]]), jnp.array([0, 0])))
+      0.5
+    """
     return jnp.mean(jnp.argmax(logits, axis=-1) == as_labels(y))
 
 
 def standard() -> Objective:
     """Plain empirical risk minimisation with cross-entropy.
+
+    Returns:
+      An objective ``(params, state, batch, key) -> (loss, (metrics,
+      batch_stats))`` for :func:`make_step`; metrics ``loss`` and ``clean_acc``.
 
     Example:
       >>> from advjax import train
@@ -110,7 +135,7 @@ def pgd_at(
     clean_weight: float = 0.0,
     alternate: bool = False,
 ) -> Objective:
-    """Adversarial training (Madry et al. 2018): train on adversarial examples.
+    """Adversarial training (Madry et al. 2018, arXiv:1706.06083): train on adversarial examples.
 
     The loss is ``(1 - w) * CE(adv) + w * CE(clean)`` with ``w = clean_weight``
     (Madry: ``0``; Goodfellow et al. 2015 mix: ``0.5``). The attack's budget

@@ -31,7 +31,20 @@ def piecewise_lr(
 ) -> optax.Schedule:
     """Step decay: ``init_value``, times ``factor`` at each milestone (fractions of training).
 
-    Madry et al. (2018) and Rice et al. (2020) decay by 10 at 50% and 75%.
+    Madry et al. (2018, arXiv:1706.06083) and Rice et al. (2020, arXiv:2002.11569)
+    decay by 10 at 50% and 75%.
+
+    Args:
+      init_value: Initial learning rate.
+      total_steps: Steps of the whole training (> 0).
+      milestones: Fractions of ``total_steps`` in ``[0, 1]`` where the rate decays.
+      factor: Multiplier applied at each milestone.
+
+    Returns:
+      An optax schedule ``step -> learning rate``.
+
+    Raises:
+      ValueError: For a non-positive ``total_steps`` or a milestone outside ``[0, 1]``.
 
     Example:
       >>> from advjax import train
@@ -51,8 +64,23 @@ def triangular_lr(
 ) -> optax.Schedule:
     """One cycle: linear from ``start`` to ``peak`` at ``peak_at`` of training, then to ``end``.
 
-    The "cyclic" learning rate of Wong, Rice & Kolter (2020) (``peak_at=0.4``
-    on MNIST and CIFAR-10; Smith 2017's one-cycle policy).
+    The "cyclic" learning rate of Wong, Rice & Kolter (2020, arXiv:2001.03994)
+    (``peak_at=0.4`` on MNIST and CIFAR-10; Smith 2017's one-cycle policy,
+    arXiv:1506.01186). The rise lasts ``max(round(peak_at * total_steps), 1)``
+    steps.
+
+    Args:
+      peak: Learning rate at the peak.
+      total_steps: Steps of the whole training (> 0).
+      peak_at: Fraction of training at the peak, in ``[0, 1]``.
+      start: Learning rate at step 0.
+      end: Learning rate at ``total_steps``.
+
+    Returns:
+      An optax schedule ``step -> learning rate``.
+
+    Raises:
+      ValueError: For a non-positive ``total_steps`` or ``peak_at`` outside ``[0, 1]``.
 
     Example:
       >>> from advjax import train
@@ -73,6 +101,17 @@ def triangular_lr(
 def cyclic_lr(low: float, high: float, period: int) -> optax.Schedule:
     """Repeating triangles between ``low`` and ``high`` with ``period`` steps per cycle.
 
+    Args:
+      low: Value at the start of every cycle.
+      high: Value at mid-cycle.
+      period: Steps per cycle (>= 2).
+
+    Returns:
+      A schedule ``step -> value`` (float32).
+
+    Raises:
+      ValueError: For a ``period`` below 2.
+
     Example:
       >>> from advjax import train
       >>> lr = train.cyclic_lr(0.0, 1.0, 4)
@@ -90,6 +129,18 @@ def cyclic_lr(low: float, high: float, period: int) -> optax.Schedule:
 
 def cosine_lr(init_value: float, total_steps: int, *, warmup_steps: int = 0, end_value=0.0):
     """Cosine decay to ``end_value`` after an optional linear warm-up from 0.
+
+    Args:
+      init_value: Learning rate after the warm-up (at step 0 without one).
+      total_steps: Steps of the whole training, warm-up included (> 0).
+      warmup_steps: Steps of the linear warm-up from 0 (>= 0).
+      end_value: Learning rate at ``total_steps``.
+
+    Returns:
+      An optax schedule ``step -> learning rate``.
+
+    Raises:
+      ValueError: For a non-positive ``total_steps`` or negative ``warmup_steps``.
 
     Example:
       >>> from advjax import train
@@ -175,6 +226,15 @@ def curriculum(stages: Sequence[tuple[int, object]]) -> Callable[[int], object]:
     Values may be anything (e.g. PGD steps); the first stage must start at 0.
     Use it with :func:`staged_step` for quantities that must be static in ``jit``.
 
+    Args:
+      stages: ``(first_step, value)`` pairs with distinct first steps, one at 0.
+
+    Returns:
+      A host-side function ``step (int) -> value``.
+
+    Raises:
+      ValueError: Without a stage at step 0, or for two stages at the same step.
+
     Example:
       >>> from advjax import train
       >>> steps_at = train.curriculum([(0, 1), (100, 5), (300, 10)])
@@ -202,6 +262,14 @@ def staged_step(build_step: Callable[[object], Callable], stage_of: Callable[[in
     needed, so each curriculum stage compiles once. The dispatch reads
     ``state.step`` on the host (one scalar per step, which :func:`fit` reads
     anyway); keys and resume behave as with a single step.
+
+    Args:
+      build_step: ``value -> compiled step``, e.g. ``lambda k: make_step(...)``.
+      stage_of: ``step (int) -> value`` on the host, e.g. :func:`curriculum`.
+
+    Returns:
+      ``step(state, batch, key) -> (state, metrics)``, with the compiled steps by
+      value in ``step.compiled``.
 
     Example:
       >>> import advjax

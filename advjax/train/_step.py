@@ -31,8 +31,29 @@ def check_training_batch(state: TrainState, batch) -> None:
     one-hot/probability rows ``[B, K]`` for the model's ``K`` (value checks stay
     alive inside the jitted step). The input range is the attacks' to check.
 
+    Args:
+      state: The training state (its eval-mode model gives ``K``).
+      batch: ``(x, y, ...)``: inputs ``(B, ...)`` and labels ``(B,)`` or ``(B, K)``.
+
+    Returns:
+      ``None``; raises on a bad batch.
+
     Raises:
       TypeError, ValueError, InvalidInputError: as :func:`advjax._checks.check_inputs`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from advjax import models, train
+      >>> model = models.get_model("mlp")
+      >>> v = models.init_model(model, jax.random.key(0), (28, 28, 1))
+      >>> state = train.TrainState.create(apply_fn=model.apply, params=v["params"],
+      ...                                 tx=optax.sgd(0.1))
+      >>> check_training_batch(state, (jnp.zeros((2, 28, 28, 1)), jnp.array([0, 1])))
+      >>> try:
+      ...     check_training_batch(state, jnp.zeros((2, 28, 28, 1)))
+      ... except TypeError as err:
+      ...     print(err)
+      a training batch is a tuple (x, y, ...), got ArrayImpl.
     """
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise TypeError(f"a training batch is a tuple (x, y, ...), got {type(batch).__name__}.")

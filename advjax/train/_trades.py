@@ -23,6 +23,15 @@ from advjax.train._state import TrainState, eval_logits, train_logits
 def gaussian_start_linf(std: float = 0.001):
     """The Linf threat model with TRADES/MART's start ``x + std * N(0, 1)`` instead of uniform.
 
+    Args:
+      std: Standard deviation of the Gaussian start (>= 0, input units).
+
+    Returns:
+      A :class:`advjax.attacks.ThreatModel` named ``"linf"``.
+
+    Raises:
+      ValueError: For a negative ``std``.
+
     Example:
       >>> from advjax import train
       >>> threat = train.gaussian_start_linf(0.001)
@@ -57,7 +66,31 @@ def inner_maximisation(
     """Validates TRADES/MART hyper-parameters; returns ``(epsilon_at, eps -> attack)``.
 
     The default attack is PGD on ``loss`` from ``x + init_std * N(0, 1)``, last
-    iterate, as in both papers' reference code.
+    iterate, as in both papers' reference code (TRADES, arXiv:1901.08573; MART,
+    ICLR 2020).
+
+    Args:
+      epsilon: Budget (L-inf, input units) or a schedule of the step.
+      beta: Weight of the robustness term (>= 0).
+      steps: PGD steps of the default attack.
+      step_size: PGD step size, or ``eps -> step size``.
+      init_std: Standard deviation of the Gaussian start.
+      loss: The attack's loss, ``(logits, y) -> per-example loss``.
+      make_attack: ``eps -> attack`` replacing the default PGD, or ``None``.
+
+    Returns:
+      ``(epsilon_at, make_attack)``: the budget schedule and ``eps -> attack``.
+
+    Raises:
+      ValueError: For a negative ``beta`` or a non-positive budget or step size.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.losses import ce
+      >>> eps_at, make = inner_maximisation(0.3, beta=6.0, steps=10, step_size=0.01,
+      ...                                   init_std=0.001, loss=ce, make_attack=None)
+      >>> float(eps_at(0)), callable(make(0.3))
+      (0.3, True)
     """
     if not beta >= 0.0:
         raise ValueError(f"beta must be >= 0, got {beta}.")
