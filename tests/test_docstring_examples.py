@@ -17,6 +17,18 @@ MODULES = [
     "advjax.attacks._transforms",
     "advjax.attacks._core",
     "advjax.attacks._guard",
+    "advjax.attacks._apgd",
+    "advjax.attacks._deepfool",
+    "advjax.attacks._fab",
+    "advjax.attacks._square",
+    "advjax.attacks._hopskipjump",
+    "advjax.attacks._cw",
+    "advjax.attacks._ddn",
+    "advjax.attacks._jsma",
+    "advjax.attacks._mifgsm",
+    "advjax.attacks._onepixel",
+    "advjax.attacks._universal",
+    "advjax.attacks._adaptive",
     "advjax._compile",
     "advjax.evaluation._diagnostics",
     "advjax.evaluation._robustness",
@@ -31,6 +43,19 @@ MODULES = [
     "advjax.parallel._mesh",
     "advjax.parallel._precision",
     "advjax.parallel._train",
+    "advjax.parallel._cpu",
+    "advjax.backend",
+    "advjax.models",
+    "advjax.models._common",
+    "advjax.models._ibp_nets",
+    "advjax.models._logits",
+    "advjax.models._mnist_nets",
+    "advjax.models._registry",
+    "advjax.models._resnet",
+    "advjax.models._torch_init",
+    "advjax.runs",
+    "advjax._checks",
+    "advjax.cli",
 ]
 
 
@@ -49,6 +74,18 @@ def test_public_names_are_documented(package):
         obj = getattr(module, name)
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__, f"{package}.{name} has no docstring"
+
+
+@pytest.mark.parametrize(
+    "package", ["advjax.backend", "advjax.data", "advjax.losses", "advjax.models"]
+)
+def test_public_names_have_a_runnable_example(package):
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            doc = obj.__doc__ or ""
+            assert "Example:" in doc and ">>> " in doc, f"{package}.{name}"
 
 
 def test_parallel_public_functions_have_a_runnable_example():

@@ -13,6 +13,7 @@ MODULES = [
     "advjax.data._loaders",
     "advjax.data._embedded",
     "advjax.data._batching",
+    "advjax.data._map",
 ]
 
 
