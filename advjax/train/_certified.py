@@ -140,11 +140,11 @@ def certified_training(
     Example:
         >>> import jax, jax.numpy as jnp, optax
         >>> from advjax import models, train
-        >>> model = models.get_model("ibp_small")
+        >>> model = models.get_model("mlp")
         >>> v = models.init_model(model, jax.random.key(0), (28, 28, 1))
         >>> state = train.TrainState.create(apply_fn=model.apply, params=v["params"],
         ...                                 tx=optax.adam(1e-3))
-        >>> objective = certified_training(0.1, kappa=0.5, beta=0.5)
+        >>> objective = jax.jit(certified_training(0.1, kappa=0.5, beta=0.5))
         >>> batch = (jnp.zeros((2, 28, 28, 1)), jnp.array([0, 1]))
         >>> loss, (metrics, _) = objective(state.params, state, batch, jax.random.key(0))
         >>> bool(jnp.isfinite(loss)), float(metrics["beta"])
@@ -225,7 +225,7 @@ def ibp_training(
     Example:
         >>> import jax, jax.numpy as jnp, optax
         >>> from advjax import models, train
-        >>> model = models.get_model("ibp_small")
+        >>> model = models.get_model("mlp")
         >>> v = models.init_model(model, jax.random.key(0), (28, 28, 1))
         >>> state = train.TrainState.create(apply_fn=model.apply, params=v["params"],
         ...                                 tx=optax.adam(1e-3))

@@ -25,7 +25,18 @@ META = "meta"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint directory is missing, empty, or does not match the state."""
+    """A checkpoint directory is missing, empty, or does not match the state.
+
+    A ``ValueError``; raised by :func:`read_meta` and :func:`restore_checkpoint`.
+
+    Example:
+      >>> from advjax import train
+      >>> try:
+      ...     train.read_meta("/nonexistent")
+      ... except train.CheckpointError:
+      ...     print("no checkpoint")
+      no checkpoint
+    """
 
 
 def _arrays_of(state: TrainState) -> dict:
@@ -97,6 +108,12 @@ def save_checkpoint(
 def list_checkpoints(directory: str | Path) -> list[int]:
     """The complete checkpoint steps in ``directory``, oldest first (``[]`` if none).
 
+    Args:
+      directory: A checkpoint directory (need not exist).
+
+    Returns:
+      The saved steps (``int``), ascending.
+
     Example:
       >>> import tempfile
       >>> from advjax import train
@@ -112,6 +129,12 @@ def list_checkpoints(directory: str | Path) -> list[int]:
 
 def latest_checkpoint(directory: str | Path) -> int | None:
     """The newest complete checkpoint step in ``directory``, or ``None``.
+
+    Args:
+      directory: A checkpoint directory (need not exist).
+
+    Returns:
+      The largest saved step, or ``None`` without checkpoints.
 
     Example:
       >>> from advjax import train
@@ -139,6 +162,13 @@ def _step_to_read(directory: str | Path, step: int | None) -> int:
 
 def read_meta(directory: str | Path, step: int | None = None) -> dict[str, Any]:
     """The ``meta`` saved with a checkpoint (the newest one unless ``step`` is given).
+
+    Args:
+      directory: The checkpoint directory.
+      step: The checkpoint's step, or ``None`` for the newest.
+
+    Returns:
+      The JSON dictionary given to :func:`save_checkpoint`.
 
     Raises:
       CheckpointError: No such directory or step, or the saved JSON is unreadable.

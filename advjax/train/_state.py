@@ -53,6 +53,15 @@ def eval_logits(state: TrainState, params=None, *, fast_conv_grads: bool | None 
     gradients, faster input gradients inside attack loops); ``fast_conv_grads``
     set to ``False``/``True`` turns that off/on on any backend.
 
+    Args:
+      state: The training state.
+      params: Parameters to use instead of ``state.params`` (``None``: the state's).
+      fast_conv_grads: Force the CPU convolution-gradient wrapper on/off
+        (``None``: on for CPU only).
+
+    Returns:
+      ``logits_fn(x (B, ...)) -> logits (B, K)``.
+
     Example:
       >>> import jax, jax.numpy as jnp, optax
       >>> from advjax import models, train
@@ -74,6 +83,28 @@ def train_logits(state: TrainState, params, x: jax.Array, key: jax.Array):
 
     Dropout draws from ``key``; BatchNorm uses and updates the batch statistics
     (the new statistics are returned, the state is untouched).
+
+    Args:
+      state: The training state (its ``apply_fn`` takes a ``train`` keyword).
+      params: The parameters to evaluate (differentiated by the objectives).
+      x: Inputs ``(B, ...)``.
+      key: PRNG key for dropout.
+
+    Returns:
+      ``(logits (B, K), batch_stats)``; ``batch_stats`` is the state's own when
+      the model has none.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from advjax import models, train
+      >>> model = models.get_model("mlp")
+      >>> v = models.init_model(model, jax.random.key(0), (28, 28, 1))
+      >>> state = train.TrainState.create(apply_fn=model.apply, params=v["params"],
+      ...                                 tx=optax.sgd(0.1))
+      >>> logits, _ = train.train_logits(state, state.params, jnp.zeros((3, 28, 28, 1)),
+      ...                                jax.random.key(1))
+      >>> logits.shape
+      (3, 10)
     """
     variables = state.variables(params)
     rngs = {"dropout": key}
