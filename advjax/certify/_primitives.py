@@ -137,7 +137,7 @@ def _prims(*attrs: str) -> frozenset[Primitive]:
     return frozenset(p for p in found if p is not None)
 
 
-_x = jnp.zeros((), jnp.float32)
+_x = jax.ShapeDtypeStruct((), jnp.float32)  # abstract: importing must not start a backend
 
 JIT = lookup("jit_p", "pjit_p") or _traced(lambda: jax.jit(lambda x: x + 1), _x)
 CUSTOM_JVP_CALL = lookup("custom_jvp_call_p") or _traced(_custom_jvp_fn, _x)
