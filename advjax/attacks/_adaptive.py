@@ -1,7 +1,7 @@
 """Adaptive-attack transforms: BPDA for non-differentiable steps, EOT for randomness.
 
 Athalye, Carlini & Wagner (2018), "Obfuscated Gradients Give a False Sense of
-Security": a defense that shatters gradients (a non-differentiable or
+Security" (arXiv:1802.00420): a defense that shatters gradients (a non-differentiable or
 numerically unstable preprocessing step) is attacked with the *Backward Pass
 Differentiable Approximation* -- the forward pass runs the real step, the
 backward pass differentiates a smooth approximation of it (often the identity);
@@ -53,6 +53,9 @@ def bpda(preprocess: Callable, approx: Callable | None = None) -> Callable:
 
     Returns:
       ``(x, *args) -> preprocess(x, *args)`` whose gradient is ``approx``'s.
+
+    Raises:
+      TypeError: ``preprocess`` or ``approx`` is not callable.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -110,6 +113,9 @@ def eot_logits(
     Returns:
       ``(x, key) -> logits[B, K]``.
 
+    Raises:
+      ValueError: ``n < 1`` or an unknown ``average``.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> from advjax.attacks import eot_logits
@@ -160,6 +166,10 @@ def eot(attack: Attack, n: int, *, average: str = "probs", resample: bool = True
 
     Returns:
       ``attack(randomized_logits_fn, x, y, *, key) -> x_adv``.
+
+    Raises:
+      TypeError: ``attack`` is not callable.
+      ValueError: ``n < 1`` or an unknown ``average``.
 
     Example:
       >>> import jax, jax.numpy as jnp

@@ -1,7 +1,7 @@
 """Auto-PGD (Croce & Hein 2020): APGD-CE, APGD-DLR and the targeted APGD-T.
 
 "Reliable evaluation of adversarial robustness with an ensemble of diverse
-parameter-free attacks" (ICML 2020). PGD with momentum ``alpha = 0.75`` whose
+parameter-free attacks" (ICML 2020, arXiv:2003.01690). PGD with momentum ``alpha = 0.75`` whose
 step size starts at ``2 * eps`` and is halved, per example, at checkpoints
 ``w_j = ceil(p_j * N)`` with ``p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j -
 p_{j-1} - 0.03, 0.06)`` when the loss rose in fewer than ``rho = 0.75`` of the
@@ -9,7 +9,7 @@ steps since the last checkpoint, or when the step was not reduced there and the
 best loss did not improve; a halving restarts from the best point so far.
 
 For the L1 ball the loop is l1-APGD (Croce & Hein 2021, "Mind the box: l1-APGD
-for sparse adversarial attacks on image classifiers"): a Gaussian start
+for sparse adversarial attacks on image classifiers", arXiv:2103.01208): a Gaussian start
 projected onto the ball ∩ box, sparse sign steps on the top ``k`` coordinates
 of the gradient (none on coordinates pinned at the box), no momentum, the exact
 projection onto ball ∩ box, and at every checkpoint (each ``4%`` of the
@@ -22,6 +22,8 @@ sparsity of the best point fell by more than ``5%``, else divided by ``1.5``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +32,7 @@ import numpy as np
 from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, is_successful, project_to_threat
 from advjax.attacks._guard import finite_gradient, guarded
-from advjax.attacks._threat import ThreatModel, get_threat_model, sparse_l1_direction
+from advjax.attacks._threat import ThreatModel, get_threat_model, l1, sparse_l1_direction
 from advjax.attacks._transforms import restart_keys, with_restarts
 from advjax.losses import Loss, as_labels, dlr_targeted, get_loss
 
@@ -40,6 +42,19 @@ def checkpoint_schedule(steps: int) -> tuple[np.ndarray, np.ndarray]:
 
     Follows the reference implementation: first window ``max(int(0.22 N), 1)``,
     each next one ``0.03 N`` shorter, never below ``0.06 N``.
+
+    Args:
+      steps: the iterations ``N``.
+
+    Returns:
+      ``(is_check[N] bool, window[N] int32)``.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax.attacks import checkpoint_schedule
+      >>> is_check, window = checkpoint_schedule(100)
+      >>> (np.flatnonzero(is_check) + 1).tolist(), window[is_check].tolist()
+      ([22, 41, 57, 70, 80, 87, 93, 99], [22, 19, 16, 13, 10, 7, 6, 6])
     """
     is_check = np.zeros(max(steps, 1), bool)
     window = np.ones(max(steps, 1), np.int32)
@@ -54,7 +69,20 @@ def checkpoint_schedule(steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def l1_checkpoint_schedule(steps: int) -> np.ndarray:
-    """Per iteration: whether l1-APGD adapts its sparsity and step there (every ``4%``)."""
+    """Per iteration: whether l1-APGD adapts its sparsity and step there (every ``4%``).
+
+    Args:
+      steps: the iterations ``N``.
+
+    Returns:
+      ``[N]`` bool.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax.attacks._apgd import l1_checkpoint_schedule
+      >>> (np.flatnonzero(l1_checkpoint_schedule(100)) + 1).tolist()[:5]
+      [4, 8, 12, 16, 20]
+    """
     is_check = np.zeros(max(steps, 1), bool)
     period = max(int(0.04 * steps), 1)
     is_check[period - 1 :: period] = True
@@ -87,8 +115,37 @@ def apgd_loop(
     projected onto its ball, only the last stage's successes count, and only the
     last stage stops early.
 
-    Returns ``(x_adv, found)``: per example the first successful iterate (clean
-    input included) if any, otherwise the point of highest objective.
+    Args:
+      logits_fn: ``x[B, ...] -> logits[B, K]``.
+      x: ``[B, ...]`` the clean inputs.
+      key: the random start's key.
+      eps: the budget in the threat model's norm.
+      steps: iterations.
+      threat: any :class:`ThreatModel` (L1 runs l1-APGD, see ``APGD_VARIANTS``).
+      objective: ``logits -> [B]``, maximised.
+      success: ``logits -> [B]`` bool.
+      rho: the checkpoint threshold.
+      alpha: the momentum weight.
+      initial_step: the first step in units of ``eps`` (``None``: the variant's).
+      early_stop: stop once every example succeeded.
+      eps_schedule: the ``3 eps, 2 eps, eps`` stages.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      ``(x_adv [B, ...], found [B])``: per example the first successful iterate
+      (clean input included) if any, otherwise the point of highest objective.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._apgd import apgd_loop
+      >>> logits_fn = lambda x: jnp.stack([x.sum(-1) - 0.9, 0.9 - x.sum(-1)], axis=-1)
+      >>> x_adv, found = apgd_loop(logits_fn, jnp.full((1, 2), 0.5), jax.random.key(0), eps=0.1,
+      ...                          steps=5, threat=linf, objective=lambda z: z[:, 1] - z[:, 0],
+      ...                          success=lambda z: jnp.argmax(z, -1) != 0)
+      >>> found.tolist()
+      [True]
     """
     options = dict(
         threat=threat,
@@ -124,6 +181,434 @@ def apgd_loop(
     return x_adv, found
 
 
+class APGDState(NamedTuple):
+    """The APGD loop's carry (all per example ``[B]`` or ``[B, ...]``, ``i`` a scalar).
+
+    Attributes:
+      i: the iteration.
+      x_adv: the current iterate.
+      x_prev: the previous iterate (for the momentum term).
+      grad: the objective's gradient at ``x_adv``.
+      loss: the objective at ``x_adv``.
+      step: the step size, in the threat model's norm (``eps`` units times ``2`` at start).
+      increases: iterations since the last checkpoint whose loss rose.
+      loss_best: the highest objective so far.
+      x_best: where it was reached.
+      grad_best: the gradient there.
+      loss_best_last: ``loss_best`` at the last checkpoint.
+      reduced_last: whether the step was halved at the last checkpoint.
+      best_adv: the first successful iterate (clean input included).
+      found: whether an iterate succeeded.
+      share: l1-APGD: the share of coordinates a sparse step moves.
+      nonzero_last: l1-APGD: ``||x_best - x||_0`` at the last checkpoint.
+
+    Example:
+      >>> from advjax.attacks._apgd import APGDState
+      >>> len(APGDState._fields), APGDState._fields[:3]
+      (16, ('i', 'x_adv', 'x_prev'))
+    """
+
+    i: jax.Array
+    x_adv: jax.Array
+    x_prev: jax.Array
+    grad: jax.Array
+    loss: jax.Array
+    step: jax.Array
+    increases: jax.Array
+    loss_best: jax.Array
+    x_best: jax.Array
+    grad_best: jax.Array
+    loss_best_last: jax.Array
+    reduced_last: jax.Array
+    best_adv: jax.Array
+    found: jax.Array
+    share: jax.Array
+    nonzero_last: jax.Array
+
+
+class APGDContext(NamedTuple):
+    """What the per-norm parts of APGD read besides the state.
+
+    Attributes:
+      x: ``[B, ...]`` the clean inputs.
+      eps: the budget.
+      threat: the threat model.
+      project: ``[B, ...] -> [B, ...]`` onto the ball ∩ box around ``x``.
+      alpha: the momentum weight.
+      rho: the checkpoint threshold.
+      max_step: the initial (and largest) step size.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf, project_to_threat
+      >>> from advjax.attacks._apgd import APGDContext
+      >>> x = jnp.zeros((1, 2))
+      >>> ctx = APGDContext(x, 0.1, linf, lambda c: project_to_threat(linf, x, c, 0.1, 0, 1),
+      ...                   0.75, 0.75, 0.2, 0.0, 1.0)
+      >>> ctx.project(jnp.array([[0.5, -0.5]])).tolist()
+      [[0.10000000149011612, 0.0]]
+    """
+
+    x: jax.Array
+    eps: jax.Array
+    threat: ThreatModel
+    project: Callable[[jax.Array], jax.Array]
+    alpha: float
+    rho: float
+    max_step: jax.Array
+    clip_min: float
+    clip_max: float
+
+
+def checkpoint_reduce(check, increases, window, rho, reduced_last, loss_best_last, loss_best):
+    """The APGD checkpoint rule: whether to halve the step (Croce & Hein 2020, Sec. 3.2).
+
+    At a checkpoint the step is halved when the loss rose in at most ``rho`` of
+    the ``window`` steps since the previous checkpoint (condition 1), or when
+    the step was not halved at the previous checkpoint and the best loss has
+    not improved since then (condition 2).
+
+    Args:
+      check: whether this iteration is a checkpoint (scalar bool).
+      increases: ``[B]`` steps since the last checkpoint whose loss rose.
+      window: the length of the window that ends here.
+      rho: the threshold share.
+      reduced_last: ``[B]`` whether the step was halved at the last checkpoint.
+      loss_best_last: ``[B]`` the best loss at the last checkpoint.
+      loss_best: ``[B]`` the best loss now.
+
+    Returns:
+      ``[B]`` bool.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._apgd import checkpoint_reduce
+      >>> checkpoint_reduce(True, jnp.array([2, 9, 9]), 10, 0.75, jnp.array([False, False, True]),
+      ...                   jnp.array([1.0, 1.0, 1.0]), jnp.array([2.0, 1.0, 1.0])).tolist()
+      [True, True, False]
+    """
+    oscillating = increases <= window * rho
+    no_progress = ~reduced_last & (loss_best_last >= loss_best)
+    return check & (oscillating | no_progress)
+
+
+def momentum_step(x_adv, x_prev, z, momentum):
+    """APGD's momentum combination ``x + m (z - x) + (1 - m)(x - x_prev)`` (before projecting).
+
+    ``z`` is the projected gradient step from ``x_adv``; ``m = 1`` (the first
+    iteration) is plain PGD, ``m = 0.75`` the paper's weight.
+
+    Args:
+      x_adv: ``[B, ...]`` the current iterate.
+      x_prev: ``[B, ...]`` the previous one.
+      z: ``[B, ...]`` the projected gradient step from ``x_adv``.
+      momentum: the weight ``m`` (scalar).
+
+    Returns:
+      ``[B, ...]``, to be projected.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._apgd import momentum_step
+      >>> momentum_step(jnp.array([1.0]), jnp.array([0.0]), jnp.array([3.0]), 0.75).tolist()
+      [2.75]
+    """
+    return x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - x_prev)
+
+
+def l1_checkpoint_step(step, nonzero, nonzero_last, max_step):
+    """l1-APGD's step at a checkpoint (Croce & Hein 2021): reset if sparser, else ``/ 1.5``.
+
+    The step returns to ``max_step`` when the best point's support shrank by more
+    than ``5%`` since the last checkpoint, else it is divided by 1.5, never below
+    ``max_step / 10``.
+
+    Args:
+      step: ``[B]`` the current step.
+      nonzero: ``[B]`` ``||x_best - x||_0`` now.
+      nonzero_last: ``[B]`` the same at the last checkpoint.
+      max_step: the initial step (``eps`` for l1-APGD).
+
+    Returns:
+      ``(step [B], sparser [B])``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._apgd import l1_checkpoint_step
+      >>> nonzero, nonzero_last = jnp.array([50.0, 99.0, 99.0]), jnp.full(3, 100.0)
+      >>> step, sparser = l1_checkpoint_step(jnp.array([0.3, 0.3, 0.1]), nonzero, nonzero_last, 1.0)
+      >>> [round(v, 4) for v in step.tolist()], sparser.tolist()
+      ([1.0, 0.2, 0.1], [True, False, False])
+    """
+    sparser = nonzero < 0.95 * nonzero_last
+    step = jnp.where(sparser, max_step, step / 1.5)
+    return jnp.clip(step, max_step / 10.0, max_step), sparser
+
+
+def track_best(state: APGDState, x_new, loss, success, grad) -> APGDState:
+    """Moves to ``x_new`` and updates the records: first success, best loss, loss increases.
+
+    Args:
+      state: the carry before the step.
+      x_new: ``[B, ...]`` the new iterate.
+      loss: ``[B]`` its objective.
+      success: ``[B]`` whether it succeeds.
+      grad: ``[B, ...]`` the objective's gradient there.
+
+    Returns:
+      The carry with ``i + 1`` and the records updated (checkpoint rules not applied).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._apgd import APGDState, track_best
+      >>> z, b = jnp.zeros((2, 1)), jnp.zeros(2)
+      >>> s = APGDState(jnp.asarray(0), z, z, z, jnp.array([1.0, 1.0]), b, jnp.zeros(2, int),
+      ...               jnp.array([1.0, 1.0]), z, z, b, b > 0, z, b > 0, b, b)
+      >>> t = track_best(s, jnp.ones((2, 1)), jnp.array([2.0, 0.5]), jnp.array([False, True]), z)
+      >>> t.increases.tolist(), t.x_best.ravel().tolist(), t.best_adv.ravel().tolist()
+      ([1, 0], [1.0, 0.0], [0.0, 1.0])
+    """
+    improved = loss > state.loss_best
+    return state._replace(
+        i=state.i + 1,
+        x_adv=x_new,
+        x_prev=state.x_adv,
+        grad=grad,
+        loss=loss,
+        increases=state.increases + (loss > state.loss).astype(jnp.int32),
+        loss_best=jnp.where(improved, loss, state.loss_best),
+        x_best=_select(improved, x_new, state.x_best),
+        grad_best=_select(improved, grad, state.grad_best),
+        best_adv=_select(success & ~state.found, x_new, state.best_adv),
+        found=state.found | success,
+    )
+
+
+def _per_example_step(state: APGDState, ctx: APGDContext):
+    return state.step.reshape((ctx.x.shape[0],) + (1,) * (ctx.x.ndim - 1)).astype(ctx.x.dtype)
+
+
+def momentum_update(ctx: APGDContext, state: APGDState) -> jax.Array:
+    """APGD's step for any threat model: a projected step along ``threat.direction``, momentum.
+
+    Args:
+      ctx: the inputs, threat model and projection.
+      state: the carry (its ``step`` is in the threat model's norm).
+
+    Returns:
+      ``[B, ...]`` the next iterate, inside the ball ∩ box.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf, project_to_threat
+      >>> from advjax.attacks._apgd import APGDContext, APGDState, momentum_update
+      >>> x = jnp.full((1, 2), 0.5)
+      >>> ctx = APGDContext(x, 0.1, linf, lambda c: project_to_threat(linf, x, c, 0.1, 0, 1),
+      ...                   0.75, 0.75, 0.2, 0.0, 1.0)
+      >>> z = jnp.zeros(1)
+      >>> s = APGDState(jnp.asarray(0), x, x, jnp.array([[1.0, -1.0]]), z, jnp.array([0.2]),
+      ...               z, z, x, x, z, z > 0, x, z > 0, z, z)
+      >>> [round(v, 4) for v in momentum_update(ctx, s)[0].tolist()]
+      [0.6, 0.4]
+    """
+    momentum = jnp.where(state.i == 0, 1.0, ctx.alpha)
+    x_adv = state.x_adv
+    z = ctx.project(x_adv + _per_example_step(state, ctx) * ctx.threat.direction(state.grad))
+    return ctx.project(momentum_step(x_adv, state.x_prev, z, momentum))
+
+
+def sparse_l1_update(ctx: APGDContext, state: APGDState) -> jax.Array:
+    """l1-APGD's step: sparse sign steps (:func:`sparse_l1_direction`), no momentum.
+
+    Coordinates pinned at the box with a gradient pointing outwards get no mass.
+
+    Args:
+      ctx: the inputs, threat model and projection.
+      state: the carry (its ``share`` sets the sparsity).
+
+    Returns:
+      ``[B, ...]`` the next iterate, inside the L1 ball ∩ box.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import l1, project_to_threat
+      >>> from advjax.attacks._apgd import APGDContext, APGDState, sparse_l1_update
+      >>> x = jnp.array([[0.5, 1.0, 0.5, 0.5]])
+      >>> ctx = APGDContext(x, 1.0, l1, lambda c: project_to_threat(l1, x, c, 1.0, 0, 1),
+      ...                   0.75, 0.75, 1.0, 0.0, 1.0)
+      >>> z = jnp.zeros(1)
+      >>> s = APGDState(jnp.asarray(0), x, x, jnp.array([[0.1, 5.0, -2.0, 0.0]]), z,
+      ...               jnp.array([0.2]), z, z, x, x, z, z > 0, x, z > 0, jnp.array([0.25]), z)
+      >>> sparse_l1_update(ctx, s).tolist()  # the pinned coordinate 1 is skipped
+      [[0.5, 1.0, 0.30000001192092896, 0.5]]
+    """
+    x_adv, grad = state.x_adv, state.grad
+    pinned = ((x_adv <= ctx.clip_min) & (grad < 0)) | ((x_adv >= ctx.clip_max) & (grad > 0))
+    direction = sparse_l1_direction(jnp.where(pinned, 0.0, grad), state.share)
+    return ctx.project(x_adv + _per_example_step(state, ctx) * direction)
+
+
+def halving_checkpoint(ctx: APGDContext, state: APGDState, check, window) -> APGDState:
+    """APGD's checkpoint: halve the step where :func:`checkpoint_reduce` says so.
+
+    A halving restarts from the best point (and its gradient); at a checkpoint
+    the counters and records of the window restart.
+
+    Args:
+      ctx: its ``rho`` is the threshold.
+      state: the carry after :func:`track_best`.
+      check: whether this iteration ends a window.
+      window: that window's length.
+
+    Returns:
+      The carry.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._apgd import APGDContext, APGDState, halving_checkpoint
+      >>> o, x = jnp.ones(1), jnp.zeros((1, 1))
+      >>> s = APGDState(jnp.asarray(5), x, x, x, o, o, jnp.array([1]), o, x + 1, x, o,
+      ...               o < 0, x, o < 0, o, o)
+      >>> ctx = APGDContext(x, 1.0, None, None, 0.75, 0.75, 1.0, 0.0, 1.0)
+      >>> new = halving_checkpoint(ctx, s, True, 5)  # 1 increase in 5 <= 0.75 * 5: halve
+      >>> new.step.tolist(), new.x_adv.tolist(), new.increases.tolist()
+      ([0.5], [[1.0]], [0])
+    """
+    reduce = checkpoint_reduce(
+        check,
+        state.increases,
+        window,
+        ctx.rho,
+        state.reduced_last,
+        state.loss_best_last,
+        state.loss_best,
+    )
+    return state._replace(
+        x_adv=_select(reduce, state.x_best, state.x_adv),
+        grad=_select(reduce, state.grad_best, state.grad),
+        step=jnp.where(reduce, state.step / 2, state.step),
+        increases=jnp.where(check, 0, state.increases),
+        loss_best_last=jnp.where(check, state.loss_best, state.loss_best_last),
+        reduced_last=jnp.where(check, reduce, state.reduced_last),
+    )
+
+
+def sparsity_checkpoint(ctx: APGDContext, state: APGDState, check, window) -> APGDState:
+    """l1-APGD's checkpoint: adapt the sparsity and the step (:func:`l1_checkpoint_step`).
+
+    The share of coordinates becomes ``||x_best - x||_0 / D / 1.5``; a reset of
+    the step restarts from the best point.
+
+    Args:
+      ctx: its ``x`` and ``max_step`` are read.
+      state: the carry after :func:`track_best`.
+      check: whether this iteration is a checkpoint.
+      window: unused (l1-APGD's checkpoints are periodic).
+
+    Returns:
+      The carry.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._apgd import APGDContext, APGDState, sparsity_checkpoint
+      >>> o, x = jnp.ones(1), jnp.zeros((1, 3))
+      >>> best = jnp.array([[0.5, 0.0, 0.0]])  # support 1 of 3, was 3: sparser
+      >>> s = APGDState(jnp.asarray(4), x, x, x, o, 0.2 * o, o, o, best, x, o,
+      ...               o < 0, x, o < 0, o, 3 * o)
+      >>> ctx = APGDContext(x, 1.0, None, None, 0.75, 0.75, 1.0, 0.0, 1.0)
+      >>> new = sparsity_checkpoint(ctx, s, True, 1)
+      >>> new.step.tolist(), new.x_adv.tolist(), [round(v, 4) for v in new.share.tolist()]
+      ([1.0], [[0.5, 0.0, 0.0]], [0.2222])
+    """
+    del window
+    x, batch = ctx.x, ctx.x.shape[0]
+    features = int(np.prod(x.shape[1:]))
+    nonzero = jnp.sum((state.x_best != x).reshape(batch, -1), -1).astype(jnp.float32)
+    step, sparser = l1_checkpoint_step(state.step, nonzero, state.nonzero_last, ctx.max_step)
+    restart = check & sparser
+    return state._replace(
+        x_adv=_select(restart, state.x_best, state.x_adv),
+        grad=_select(restart, state.grad_best, state.grad),
+        step=jnp.where(check, step, state.step),
+        share=jnp.where(check, nonzero / features / 1.5, state.share),
+        nonzero_last=jnp.where(check, nonzero, state.nonzero_last),
+    )
+
+
+def _uniform_start(threat: ThreatModel, key, x, eps):
+    return x + threat.random_init(key, x.shape, eps)
+
+
+def _gaussian_start(threat: ThreatModel, key, x, eps):
+    del threat, eps
+    return x + jax.random.normal(key, x.shape, x.dtype)
+
+
+def _l1_schedule(steps: int):
+    return l1_checkpoint_schedule(steps), checkpoint_schedule(steps)[1]
+
+
+class APGDVariant(NamedTuple):
+    """The parts of APGD that differ per threat model.
+
+    Attributes:
+      initial_step: the first step size in units of ``eps``.
+      start: ``(threat, key, x, eps) -> x0`` before projection.
+      update: ``(ctx, state) -> x_new`` (projected).
+      schedule: ``steps -> (is_check[steps], window[steps])``.
+      checkpoint: ``(ctx, state, check, window) -> state``.
+      eps_schedule: whether AutoAttack's ``3 eps, 2 eps, eps`` schedule applies
+        (and is the default).
+
+    Example:
+      >>> from advjax.attacks import l1
+      >>> from advjax.attacks._apgd import APGD_VARIANTS, GENERIC_APGD
+      >>> APGD_VARIANTS[l1].eps_schedule, GENERIC_APGD.initial_step
+      (True, 2.0)
+    """
+
+    initial_step: float
+    start: Callable
+    update: Callable
+    schedule: Callable
+    checkpoint: Callable
+    eps_schedule: bool
+
+
+#: APGD for any threat model: random start, momentum steps, step halving.
+GENERIC_APGD = APGDVariant(
+    2.0, _uniform_start, momentum_update, checkpoint_schedule, halving_checkpoint, False
+)
+
+#: The threat models with their own APGD (l1-APGD, Croce & Hein 2021); every
+#: other threat model runs :data:`GENERIC_APGD`.
+APGD_VARIANTS: dict[ThreatModel, APGDVariant] = {
+    l1: APGDVariant(
+        1.0, _gaussian_start, sparse_l1_update, _l1_schedule, sparsity_checkpoint, True
+    ),
+}
+
+
+def apgd_variant(threat: ThreatModel) -> APGDVariant:
+    """The APGD variant for ``threat``: its entry in ``APGD_VARIANTS``, else the generic one.
+
+    Args:
+      threat: any threat model.
+
+    Returns:
+      The :class:`APGDVariant`.
+
+    Example:
+      >>> from advjax.attacks import l1, l2
+      >>> from advjax.attacks._apgd import apgd_variant
+      >>> apgd_variant(l1).initial_step, apgd_variant(l2).initial_step
+      (1.0, 2.0)
+    """
+    return APGD_VARIANTS.get(threat, GENERIC_APGD)
+
+
 def _apgd_run(
     logits_fn,
     x,
@@ -145,10 +630,10 @@ def _apgd_run(
     """One APGD run from a random start (or ``x_start``): ``(x_adv, found, x_best)``."""
     eps = jnp.asarray(eps, x.dtype)
     batch = x.shape[0]
-    sparse = threat.name == "l1"
+    variant = apgd_variant(threat)
     features = int(np.prod(x.shape[1:]))
     if initial_step is None:
-        initial_step = 1.0 if sparse else 2.0
+        initial_step = variant.initial_step
 
     def value_and_grad(x_adv):
         def total(xa):
@@ -162,146 +647,55 @@ def _apgd_run(
     def project(candidate):
         return project_to_threat(threat, x, candidate, eps, clip_min, clip_max)
 
-    def sparse_direction(x_adv, grad, share):
-        # No mass on coordinates pinned at the box (Croce & Hein 2021).
-        pinned = ((x_adv <= clip_min) & (grad < 0)) | ((x_adv >= clip_max) & (grad > 0))
-        return sparse_l1_direction(jnp.where(pinned, 0.0, grad), share)
-
+    max_step = (initial_step * eps).astype(jnp.float32)
+    ctx = APGDContext(x, eps, threat, project, alpha, rho, max_step, clip_min, clip_max)
     clean_success = success(logits_fn(x))
     if x_start is not None:
         x0 = project(x_start)
-    elif sparse:  # l1-APGD: a Gaussian projected onto the ball ∩ box
-        x0 = project(x + jax.random.normal(key, x.shape, x.dtype))
     else:
-        x0 = project(x + threat.random_init(key, x.shape, eps))
+        x0 = project(variant.start(threat, key, x, eps))
     loss0, success0, grad0 = value_and_grad(x0)
-    found = clean_success | success0
-    best_adv = _select(clean_success, x, x0)
-    is_check, window = (jnp.asarray(a) for a in checkpoint_schedule(steps))
-    if sparse:
-        is_check = jnp.asarray(l1_checkpoint_schedule(steps))
-    max_step = (initial_step * eps).astype(jnp.float32)
-    step0 = jnp.broadcast_to(max_step, (batch,))
+    is_check, window = (jnp.asarray(a) for a in variant.schedule(steps))
     nonzero0 = jnp.full(batch, float(features), jnp.float32)
     share0 = jnp.full(batch, 0.2, jnp.float32)
     if x_start is not None:  # a warm start sets the sparsity from its support, as l1-APGD does
         nonzero0 = jnp.sum((x0 != x).reshape(batch, -1), -1).astype(jnp.float32)
         share0 = nonzero0 / features / 1.5
-    state = dict(
+    state = APGDState(
         i=jnp.asarray(0),
         x_adv=x0,
         x_prev=x0,
         grad=grad0,
         loss=loss0,
-        step=step0,
+        step=jnp.broadcast_to(max_step, (batch,)),
         increases=jnp.zeros(batch, jnp.int32),
         loss_best=loss0,
         x_best=x0,
         grad_best=grad0,
         loss_best_last=loss0,
         reduced_last=jnp.zeros(batch, bool),
-        best_adv=best_adv,
-        found=found,
+        best_adv=_select(clean_success, x, x0),
+        found=clean_success | success0,
         share=share0,
         nonzero_last=nonzero0,
     )
 
-    def cond(s):
-        more = s["i"] < steps
-        return more & ~jnp.all(s["found"]) if early_stop else more
+    def cond(s: APGDState):
+        more = s.i < steps
+        return more & ~jnp.all(s.found) if early_stop else more
 
-    def body(s):
-        i = s["i"]
-        momentum = jnp.where(i == 0, 1.0, alpha)
-        step = s["step"].reshape((batch,) + (1,) * (x.ndim - 1)).astype(x.dtype)
-        if sparse:  # l1-APGD takes no momentum
-            x_new = project(s["x_adv"] + step * sparse_direction(s["x_adv"], s["grad"], s["share"]))
-        else:
-            z = project(s["x_adv"] + step * threat.direction(s["grad"]))
-            x_new = project(
-                s["x_adv"]
-                + momentum * (z - s["x_adv"])
-                + (1 - momentum) * (s["x_adv"] - s["x_prev"])
-            )
+    def body(s: APGDState):
+        x_new = variant.update(ctx, s)
         loss, succ, grad = value_and_grad(x_new)
-        new_found = succ & ~s["found"]
-        best_adv = _select(new_found, x_new, s["best_adv"])
-        found = s["found"] | succ
-        increases = s["increases"] + (loss > s["loss"]).astype(jnp.int32)
-        improved = loss > s["loss_best"]
-        x_best = _select(improved, x_new, s["x_best"])
-        grad_best = _select(improved, grad, s["grad_best"])
-        loss_best = jnp.where(improved, loss, s["loss_best"])
-        check = is_check[i]
-        if sparse:
-            return sparse_checkpoint(
-                s,
-                check,
-                x_new,
-                loss,
-                grad,
-                best_adv,
-                found,
-                increases,
-                loss_best,
-                x_best,
-                grad_best,
-            )
-        oscillating = increases <= window[i] * rho
-        no_progress = ~s["reduced_last"] & (s["loss_best_last"] >= loss_best)
-        reduce = check & (oscillating | no_progress)
-        return dict(
-            i=i + 1,
-            x_adv=_select(reduce, x_best, x_new),
-            x_prev=s["x_adv"],
-            grad=_select(reduce, grad_best, grad),
-            loss=loss,
-            step=jnp.where(reduce, s["step"] / 2, s["step"]),
-            increases=jnp.where(check, 0, increases),
-            loss_best=loss_best,
-            x_best=x_best,
-            grad_best=grad_best,
-            loss_best_last=jnp.where(check, loss_best, s["loss_best_last"]),
-            reduced_last=jnp.where(check, reduce, s["reduced_last"]),
-            best_adv=best_adv,
-            found=found,
-            share=s["share"],
-            nonzero_last=s["nonzero_last"],
-        )
-
-    def sparse_checkpoint(
-        s, check, x_new, loss, grad, best_adv, found, increases, loss_best, x_best, grad_best
-    ):
-        nonzero = jnp.sum((x_best != x).reshape(batch, -1), -1).astype(jnp.float32)
-        sparser = nonzero < 0.95 * s["nonzero_last"]
-        step = jnp.where(sparser, max_step, s["step"] / 1.5)
-        step = jnp.clip(step, max_step / 10.0, max_step)
-        restart = check & sparser
-        return dict(
-            i=s["i"] + 1,
-            x_adv=_select(restart, x_best, x_new),
-            x_prev=s["x_adv"],
-            grad=_select(restart, grad_best, grad),
-            loss=loss,
-            step=jnp.where(check, step, s["step"]),
-            increases=increases,
-            loss_best=loss_best,
-            x_best=x_best,
-            grad_best=grad_best,
-            loss_best_last=s["loss_best_last"],
-            reduced_last=s["reduced_last"],
-            best_adv=best_adv,
-            found=found,
-            share=jnp.where(check, nonzero / features / 1.5, s["share"]),
-            nonzero_last=jnp.where(check, nonzero, s["nonzero_last"]),
-        )
+        tracked = track_best(s, x_new, loss, succ, grad)
+        return variant.checkpoint(ctx, tracked, is_check[s.i], window[s.i])
 
     state = jax.lax.while_loop(cond, body, state)
-    x_adv = _select(state["found"], state["best_adv"], state["x_best"])
+    x_adv = _select(state.found, state.best_adv, state.x_best)
     return (
         jax.lax.stop_gradient(x_adv),
-        state["found"],
-        jax.lax.stop_gradient(state["x_best"]),
+        state.found,
+        jax.lax.stop_gradient(state.x_best),
     )
 
 
@@ -318,9 +712,10 @@ def _validate(eps, steps, restarts, clip_min, clip_max, rho, alpha):
 
 
 def _eps_schedule(eps_schedule: bool | None, threat: ThreatModel) -> bool:
+    supported = apgd_variant(threat).eps_schedule
     if eps_schedule is None:
-        return threat.name == "l1"
-    if eps_schedule and threat.name != "l1":
+        return supported
+    if eps_schedule and not supported:
         raise ValueError(f"eps_schedule is for the L1 threat model only, got {threat.name!r}.")
     return bool(eps_schedule)
 
@@ -373,6 +768,11 @@ def apgd(
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv``.
 
+    Raises:
+      ValueError: a bad budget, ``steps`` or ``restarts`` below 1, ``rho`` or
+        ``alpha`` outside ``(0, 1]``, an unknown norm or loss, targeted ``"dlr"``,
+        or ``eps_schedule=True`` for a threat model other than L1.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> import advjax
@@ -416,7 +816,22 @@ def apgd(
 
 
 def top_classes(logits: jax.Array, y: jax.Array, count: int) -> jax.Array:
-    """``[count, B]``: per example the ``count`` most likely classes other than ``y``, in order."""
+    """``[count, B]``: per example the ``count`` most likely classes other than ``y``, in order.
+
+    Args:
+      logits: ``[B, K]``.
+      y: ``[B]`` labels.
+      count: how many classes (``< K``).
+
+    Returns:
+      ``[count, B]`` int.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._apgd import top_classes
+      >>> top_classes(jnp.array([[0.0, 3.0, 2.0, 1.0]]), jnp.array([1]), 2).tolist()
+      [[2], [3]]
+    """
     masked = jnp.where(jax.nn.one_hot(as_labels(y), logits.shape[-1], dtype=bool), -jnp.inf, logits)
     return jax.lax.top_k(masked, count)[1].T
 
@@ -460,6 +875,11 @@ def apgd_t(
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` with ``y`` the true labels.
+
+    Raises:
+      ValueError: a bad budget or count, ``rho`` or ``alpha`` outside ``(0, 1]``,
+        an unknown norm, ``eps_schedule`` off L1, or (when called) a model with
+        fewer than ``max(4, num_targets + 1)`` classes.
 
     Example:
       >>> import jax, jax.numpy as jnp

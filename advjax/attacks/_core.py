@@ -28,6 +28,12 @@ def predicted_class(logits: jax.Array) -> jax.Array:
     Logits are unusable when one is NaN or the largest is infinite; ``-inf``
     entries (a log-probability of 0) are fine.
 
+    Args:
+      logits: ``[B, K]``.
+
+    Returns:
+      ``[B]`` int classes, ``-1`` where unusable.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from advjax.attacks import predicted_class
@@ -38,7 +44,20 @@ def predicted_class(logits: jax.Array) -> jax.Array:
 
 
 def usable_logits(logits: jax.Array) -> jax.Array:
-    """Per example: no NaN and a finite largest logit, so that the argmax means something."""
+    """Per example: no NaN and a finite largest logit, so that the argmax means something.
+
+    Args:
+      logits: ``[B, K]``.
+
+    Returns:
+      ``[B]`` bool.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._core import usable_logits
+      >>> usable_logits(jnp.array([[0.0, 1.0], [jnp.inf, 0.0], [-jnp.inf, 0.0]])).tolist()
+      [True, False, True]
+    """
     no_nan = ~jnp.any(jnp.isnan(logits), axis=-1)
     return no_nan & jnp.isfinite(jnp.max(logits, axis=-1))
 
@@ -47,6 +66,21 @@ def is_successful(logits: jax.Array, y: jax.Array, targeted: bool) -> jax.Array:
     """Per example: misclassified (untargeted) or classified as the target (targeted).
 
     Unusable logits (see :func:`usable_logits`) never count as a success.
+
+    Args:
+      logits: ``[B, K]``.
+      y: ``[B]`` int labels (targets when ``targeted``) or ``[B, K]`` rows.
+      targeted: whether ``y`` holds targets.
+
+    Returns:
+      ``[B]`` bool.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import is_successful
+      >>> logits = jnp.array([[2.0, 0.0], [0.0, 2.0], [jnp.nan, 0.0]])
+      >>> is_successful(logits, jnp.array([0, 0, 0]), targeted=False).tolist()
+      [False, True, False]
     """
     predicted = jnp.argmax(logits, axis=-1)
     labels = as_labels(y)
@@ -54,7 +88,24 @@ def is_successful(logits: jax.Array, y: jax.Array, targeted: bool) -> jax.Array:
 
 
 def is_better(success, loss, best_success, best_loss) -> jax.Array:
-    """Lexicographic order used to keep the strongest candidate: success, then loss."""
+    """Lexicographic order used to keep the strongest candidate: success, then loss.
+
+    Args:
+      success: ``[B]`` the candidate's success.
+      loss: ``[B]`` the candidate's loss.
+      best_success: ``[B]`` the incumbent's success.
+      best_loss: ``[B]`` the incumbent's loss.
+
+    Returns:
+      ``[B]`` bool: the candidate is strictly better.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import is_better
+      >>> is_better(jnp.array([True, False, False]), jnp.array([0.0, 2.0, 2.0]),
+      ...           jnp.array([False, False, True]), jnp.array([5.0, 1.0, 0.0])).tolist()
+      [True, True, False]
+    """
     return (success & ~best_success) | ((success == best_success) & (loss > best_loss))
 
 
@@ -63,11 +114,31 @@ def _select(mask: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
 
 
 def project_to_threat(threat: ThreatModel, x, candidate, eps, clip_min, clip_max) -> jax.Array:
-    """Moves ``candidate`` into the ``eps``-ball around ``x`` and the valid range."""
-    if threat.box_project is None:
-        delta = threat.project(candidate - x, eps)
-    else:
-        delta = threat.box_project(candidate - x, eps, clip_min - x, clip_max - x)
+    """Moves ``candidate`` into the ``eps``-ball around ``x`` and the valid range.
+
+    Uses the threat model's projection onto the ball ∩ box
+    (:attr:`ThreatModel.box_project`), then clips to the range for rounding.
+
+    Args:
+      threat: the threat model.
+      x: ``[B, ...]`` the clean inputs (the centres of the balls).
+      candidate: ``[B, ...]`` the points to move.
+      eps: the budget, a scalar or ``[B]``, in ``threat.norm``.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      ``[B, ...]`` with ``threat.norm(result - x) <= eps`` and values in the range.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import l2, project_to_threat
+      >>> x = jnp.array([[0.5, 0.5]])
+      >>> out = project_to_threat(l2, x, jnp.array([[3.5, 4.5]]), 0.5, 0.0, 1.0)
+      >>> [round(v, 4) for v in out[0].tolist()]
+      [0.8, 0.9]
+    """
+    delta = threat.box_project(candidate - x, eps, clip_min - x, clip_max - x)
     return jnp.clip(x + delta, clip_min, clip_max)
 
 
@@ -76,6 +147,24 @@ def attack_objective(logits_fn: LogitsFn, loss: Loss, y: jax.Array, targeted: bo
 
     A targeted attack descends the loss towards ``y``, so its objective is the
     negated loss.
+
+    Args:
+      logits_fn: ``x[B, ...] -> logits[B, K]``.
+      loss: per-example ``(logits, y) -> [B]``.
+      y: labels (targets when ``targeted``).
+      targeted: whether to negate the loss.
+
+    Returns:
+      ``x -> (scalar, ([B], [B, K]))``, ready for ``jax.grad(..., has_aux=True)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._core import attack_objective
+      >>> from advjax.losses import ce
+      >>> objective = attack_objective(lambda x: x, ce, jnp.array([0]), targeted=True)
+      >>> total, (per_example, logits) = objective(jnp.array([[0.0, 0.0]]))
+      >>> round(float(total), 4)  # minus the CE of a coin flip
+      -0.6931
     """
     sign = -1.0 if targeted else 1.0
 
@@ -106,9 +195,38 @@ def projected_gradient_ascent(
 ) -> jax.Array:
     """Runs the projected-gradient loop; see the module docstring.
 
+    Args:
+      logits_fn: ``x[B, ...] -> logits[B, K]``.
+      x: ``[B, ...]`` the clean inputs.
+      y: ``[B]`` labels (targets when ``targeted``).
+      key: the random start's key.
+      eps: the budget in ``threat.norm``, a scalar or ``[B]``.
+      step_size: scalar or ``[B]``, in ``threat.norm`` (a step is
+        ``step_size * threat.direction(grad)``).
+      steps: iterations.
+      threat: any :class:`ThreatModel`.
+      loss: per-example loss ``(logits, y) -> [B]``.
+      targeted: descend the loss towards ``y`` instead.
+      random_start: start from ``threat.random_init`` (else from ``x``).
+      keep_best: return the strongest iterate (success first, then loss), else the last.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
     Returns:
       ``x_adv`` with ``threat.norm(x_adv - x) <= eps`` and values in
       ``[clip_min, clip_max]``, gradients stopped.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks import linf, projected_gradient_ascent
+      >>> from advjax.losses import ce
+      >>> logits_fn = lambda x: jnp.stack([x.sum(-1), -x.sum(-1)], axis=-1)
+      >>> x_adv = projected_gradient_ascent(
+      ...     logits_fn, jnp.full((1, 2), 0.5), jnp.array([0]), jax.random.key(0), eps=0.1,
+      ...     step_size=0.05, steps=3, threat=linf, loss=ce, targeted=False, random_start=False,
+      ...     keep_best=False, clip_min=0.0, clip_max=1.0)
+      >>> [round(v, 4) for v in x_adv[0].tolist()]
+      [0.4, 0.4]
     """
     eps = jnp.asarray(eps, x.dtype)
     step_size = per_example_value(step_size, x)  # a scalar or one step per example

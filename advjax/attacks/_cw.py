@@ -27,7 +27,8 @@ def cw_l2(
 ) -> Attack:
     """Builds the C&W L2 attack with its binary search over the constant ``c``.
 
-    Carlini & Wagner (2017), "Towards Evaluating the Robustness of Neural Networks".
+    Carlini & Wagner (2017), "Towards Evaluating the Robustness of Neural Networks",
+    arXiv:1608.04644.
 
     Minimises ``||x' - x||_2^2 + c * max(z_y - max_{j != y} z_j + kappa, 0)`` over
     ``x' = lo + (hi - lo)(tanh(w) + 1) / 2`` with Adam, and binary-searches ``c``
@@ -50,6 +51,10 @@ def cw_l2(
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` (the key is unused).
+
+    Raises:
+      ValueError: a bad budget or count, ``learning_rate`` or ``initial_const`` not
+        positive, a negative ``confidence``, or an empty range.
 
     Example:
       >>> import jax, jax.numpy as jnp

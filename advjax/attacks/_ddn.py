@@ -28,7 +28,7 @@ def ddn(
     """Builds DDN, a minimum-L2 attack that decouples direction and norm.
 
     Rony et al. (2019), "Decoupling Direction and Norm for Efficient
-    Gradient-Based L2 Adversarial Attacks and Defenses".
+    Gradient-Based L2 Adversarial Attacks and Defenses", arXiv:1811.09600.
 
     Each step takes a normalised cross-entropy gradient step of size ``alpha``
     (cosine-annealed from 1 to 0.01), then sets the perturbation's norm to
@@ -48,6 +48,10 @@ def ddn(
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` (the key is unused).
+
+    Raises:
+      ValueError: a bad budget or ``steps``, ``init_norm <= 0``, ``gamma``
+        outside ``(0, 1)``, or an empty range.
 
     Example:
       >>> import jax, jax.numpy as jnp

@@ -1,4 +1,10 @@
-"""DeepFool (Moosavi-Dezfooli, Fawzi & Frossard 2016): minimal L2 / Linf perturbations."""
+"""DeepFool (Moosavi-Dezfooli, Fawzi & Frossard 2016): minimal L2 / Linf perturbations.
+
+"DeepFool: a simple and accurate method to fool deep neural networks" (CVPR
+2016, arXiv:1511.04599). The per-norm step to the nearest linearised boundary
+is a module-level function in ``DEEPFOOL_STEPS``, keyed by the threat model;
+the distance to each boundary uses the threat model's dual norm.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,124 @@ from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select
 from advjax.attacks._guard import guarded
 from advjax.attacks._minnorm import class_jacobian, shrink_along_segment, within_budget
-from advjax.attacks._threat import get_threat_model
+from advjax.attacks._threat import ThreatModel, get_threat_model, l2, linf, per_norm
 from advjax.losses import as_labels
+
+
+def per_class_dual(threat: ThreatModel, w: jax.Array) -> jax.Array:
+    """``[B, K]``: the threat model's dual norm of each row of ``w[B, K, D]``.
+
+    The distance from a point to the linearised boundary ``{d : w . d = f}`` in
+    the threat model's norm is ``|f| / dual_norm(w)``.
+
+    Args:
+      threat: a threat model with a ``dual_norm``.
+      w: ``[B, K, D]``.
+
+    Returns:
+      ``[B, K]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import l2, linf
+      >>> from advjax.attacks._deepfool import per_class_dual
+      >>> w = jnp.array([[[3.0, -4.0], [1.0, 0.0]]])
+      >>> per_class_dual(linf, w).tolist(), per_class_dual(l2, w).tolist()
+      ([[7.0, 1.0]], [[5.0, 1.0]])
+    """
+    batch, classes = w.shape[:2]
+    return threat.dual_norm(w.reshape(batch * classes, -1)).reshape(batch, classes)
+
+
+def linf_deepfool_step(f, w, dual):
+    """The Linf step onto ``{d : w . d = -f}``: ``(|f| + 1e-4) / ||w||_1 * sign(w)``.
+
+    Args:
+      f: ``[B]`` the logit differences ``f_k - f_y`` at the current point.
+      w: ``[B, D]`` their gradients.
+      dual: ``[B]`` ``||w||_1``.
+
+    Returns:
+      ``[B, D]`` the step (Linf size ``(|f| + 1e-4) / ||w||_1``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._deepfool import linf_deepfool_step
+      >>> w = jnp.array([[1.0, -1.0]])
+      >>> r = linf_deepfool_step(jnp.array([-0.4]), w, jnp.array([2.0]))
+      >>> [round(v, 5) for v in r[0].tolist()], round(float((w * r).sum()), 4)
+      ([0.20005, -0.20005], 0.4001)
+    """
+    r = (jnp.abs(f) + 1e-4)[:, None] / jnp.maximum(dual, 1e-12)[:, None]
+    return r * jnp.sign(w)
+
+
+def l2_deepfool_step(f, w, dual):
+    """The L2 step onto ``{d : w . d = -f}``: ``(|f| + 1e-4) / ||w||_2^2 * w``.
+
+    Args:
+      f: ``[B]`` the logit differences ``f_k - f_y`` at the current point.
+      w: ``[B, D]`` their gradients.
+      dual: ``[B]`` ``||w||_2``.
+
+    Returns:
+      ``[B, D]`` the step (L2 size ``(|f| + 1e-4) / ||w||_2``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._deepfool import l2_deepfool_step
+      >>> r = l2_deepfool_step(jnp.array([-1.0]), jnp.array([[3.0, 4.0]]), jnp.array([5.0]))
+      >>> [round(v, 4) for v in r[0].tolist()]
+      [0.12, 0.16]
+    """
+    r = (jnp.abs(f) + 1e-4)[:, None] / jnp.maximum(dual**2, 1e-12)[:, None]
+    return r * w
+
+
+#: DeepFool's per-norm steps, keyed by threat model (see :func:`~advjax.attacks._threat.per_norm`).
+DEEPFOOL_STEPS = {linf: linf_deepfool_step, l2: l2_deepfool_step}
+
+
+def nearest_boundary(logits, jac, labels, excluded, threat: ThreatModel):
+    """Per example the closest linearised boundary ``f_k - f_y`` in the threat model's norm.
+
+    Args:
+      logits: ``[B, K]``.
+      jac: ``[B, K, D]`` the logits' gradients.
+      labels: ``[B]`` the true classes.
+      excluded: ``[B, K]`` classes not to consider (the true one at least).
+      threat: its ``dual_norm`` measures the distances ``|f_k| / dual(w_k)``.
+
+    Returns:
+      ``(f [B], w [B, D], dual [B])`` of the closest boundary.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks import l2
+      >>> from advjax.attacks._deepfool import nearest_boundary
+      >>> jac = jnp.array([[[1.0, 0.0], [0.0, 1.0], [0.0, 10.0]]])
+      >>> f, w, dual = nearest_boundary(jnp.array([[2.0, 1.0, 0.0]]), jac, jnp.array([0]),
+      ...                               jax.nn.one_hot(jnp.array([0]), 3, dtype=bool), l2)
+      >>> f.tolist(), w.tolist()  # class 2 is farther in logits but closer in input space
+      ([-2.0], [[-1.0, 10.0]])
+    """
+    own_grad = jnp.take_along_axis(jac, labels[:, None, None], 1)
+    own_logit = jnp.take_along_axis(logits, labels[:, None], 1)
+    w = jac - own_grad  # [B, K, D]
+    f = logits - own_logit  # [B, K]
+    dual = per_class_dual(threat, w)
+    distance = jnp.abs(f) / jnp.maximum(dual, 1e-12)
+    best = jnp.argmin(jnp.where(excluded, jnp.inf, distance), -1)
+    w_best = jnp.take_along_axis(w, best[:, None, None], 1)[:, 0]
+    f_best = jnp.take_along_axis(f, best[:, None], 1)[:, 0]
+    dual_best = jnp.take_along_axis(dual, best[:, None], 1)[:, 0]
+    return f_best, w_best, dual_best
 
 
 def deepfool(
     eps=None,
     *,
-    norm: str = "l2",
+    norm: str | ThreatModel = "l2",
     steps: int = 50,
     overshoot: float = 0.02,
     num_classes: int | None = None,
@@ -53,6 +169,10 @@ def deepfool(
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` (the key is unused).
 
+    Raises:
+      ValueError: a threat model with no DeepFool step (only ``DEEPFOOL_STEPS``:
+        linf and l2), ``overshoot < 0``, or a bad budget, range or count.
+
     Example:
       >>> import jax, jax.numpy as jnp
       >>> import advjax
@@ -67,8 +187,7 @@ def deepfool(
     steps = check_positive_int(steps, "steps")
     check_range(clip_min, clip_max)
     threat = get_threat_model(norm)
-    if threat.name not in ("l2", "linf"):
-        raise ValueError(f"deepfool supports norm 'l2' or 'linf', got {norm!r}.")
+    step_to_boundary = per_norm(DEEPFOOL_STEPS, threat, "deepfool")
     if overshoot < 0:
         raise ValueError(f"overshoot must be >= 0, got {overshoot}.")
     refine_steps = check_positive_int(refine_steps, "refine_steps", minimum=0)
@@ -77,7 +196,6 @@ def deepfool(
         del key
         labels = as_labels(y)
         batch = x.shape[0]
-        expand = (batch,) + (1,) * (x.ndim - 1)
         clean_logits = logits_fn(x)
         classes = clean_logits.shape[-1]
         candidates = classes if num_classes is None else min(num_classes, classes)
@@ -88,26 +206,12 @@ def deepfool(
             logits, jac = class_jacobian(logits_fn, x_adv)  # jac [K, B, ...]
             done = done | (jnp.argmax(logits, -1) != labels)
             jac = jnp.moveaxis(jac, 0, 1).reshape(batch, classes, -1)
-            own_grad = jnp.take_along_axis(jac, labels[:, None, None], 1)
-            own_logit = jnp.take_along_axis(logits, labels[:, None], 1)
-            w = jac - own_grad  # [B, K, D]
-            f = logits - own_logit  # [B, K]
-            dual = jnp.sum(jnp.abs(w), -1) if threat.name == "linf" else jnp.linalg.norm(w, axis=-1)
-            distance = jnp.abs(f) / jnp.maximum(dual, 1e-12)
             excluded = jax.nn.one_hot(labels, classes, dtype=bool)
             if candidates < classes:
                 rank = jnp.argsort(jnp.argsort(-clean_logits, -1), -1)
                 excluded = excluded | (rank >= candidates)
-            best = jnp.argmin(jnp.where(excluded, jnp.inf, distance), -1)
-            w_best = jnp.take_along_axis(w, best[:, None, None], 1)[:, 0]
-            f_best = jnp.take_along_axis(f, best[:, None], 1)[:, 0]
-            dual_best = jnp.take_along_axis(dual, best[:, None], 1)[:, 0]
-            if threat.name == "linf":
-                r = (jnp.abs(f_best) + 1e-4)[:, None] / jnp.maximum(dual_best, 1e-12)[:, None]
-                r = r * jnp.sign(w_best)
-            else:
-                r = (jnp.abs(f_best) + 1e-4)[:, None] / jnp.maximum(dual_best**2, 1e-12)[:, None]
-                r = r * w_best
+            f_best, w_best, dual_best = nearest_boundary(logits, jac, labels, excluded, threat)
+            r = step_to_boundary(f_best, w_best, dual_best)
             r_total = r_total + jnp.where(done[:, None], 0.0, r).reshape(x.shape)
             return i + 1, r_total, done
 
@@ -121,7 +225,6 @@ def deepfool(
         if refine_steps:
             x_adv = shrink_along_segment(logits_fn, x, x_adv, labels, refine_steps)
         x_adv = _select(done0, x, x_adv)
-        del expand
         return jax.lax.stop_gradient(within_budget(threat, x, x_adv, eps, clip_min, clip_max))
 
     return guarded(

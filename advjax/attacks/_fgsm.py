@@ -21,25 +21,33 @@ def fgsm(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
-    """Builds the fast gradient sign method (Goodfellow et al. 2015).
+    """Builds the fast gradient sign method (Goodfellow, Shlens & Szegedy 2015).
+
+    "Explaining and Harnessing Adversarial Examples", arXiv:1412.6572.
 
     ``x_adv = clip(x + eps * sign(grad))`` for Linf; for L2 (FGM) the step is the
     normalised gradient. With ``random_start=True`` and a ``step_size`` it is
-    the FGSM-RS step of Wong, Rice & Kolter (2020): a uniform start in the ball,
+    the FGSM-RS step of Wong, Rice & Kolter (2020, "Fast is better than free",
+    arXiv:2001.03994): a uniform start in the ball,
     one step of size ``step_size`` (they use ``1.25 * eps``), then projection.
 
     Args:
       eps: the perturbation budget.
-      norm: ``"linf"`` (FGSM) or ``"l2"`` (FGM), or a :class:`ThreatModel`.
+      norm: ``"linf"`` (FGSM) or ``"l2"`` (FGM), or any :class:`ThreatModel`
+        (the step is ``step_size * threat.direction(grad)``).
       loss: the loss to ascend (name or callable).
       targeted: when true, ``y`` holds target classes and the loss is descended.
       random_start: start from a uniform point in the ball.
-      step_size: the step length; ``None`` means ``eps``.
+      step_size: the step length in the threat model's norm; ``None`` means ``eps``.
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
 
     Returns:
-      ``attack(logits_fn, x, y, *, key) -> x_adv``.
+      ``attack(logits_fn, x, y, *, key) -> x_adv`` for ``x`` of shape ``[B, ...]``.
+
+    Raises:
+      ValueError: a negative or non-finite budget or step, an empty range, an
+        unknown norm or loss.
 
     Example:
       >>> import jax, jax.numpy as jnp

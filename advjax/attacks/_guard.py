@@ -48,6 +48,13 @@ class Constraints:
 
     ``eps`` is ``None`` for a minimum-norm attack with no budget (only the box
     and finiteness then bind). Attached to every built attack as ``attack.constraints``.
+    The ball is measured with ``threat.norm`` and projected onto with
+    ``threat.project``, so a user-defined threat model is enforced as built.
+
+    Example:
+      >>> import advjax
+      >>> advjax.pgd(0.1).constraints
+      Constraints(threat=ThreatModel(name='linf'), eps=0.1, clip_min=0.0, clip_max=1.0)
     """
 
     threat: ThreatModel | None
@@ -57,12 +64,41 @@ class Constraints:
 
 
 def compute_dtype(dtype) -> jnp.dtype:
-    """float64 for float64 inputs, float32 for every other floating dtype."""
+    """float64 for float64 inputs, float32 for every other floating dtype.
+
+    Args:
+      dtype: the inputs' dtype.
+
+    Returns:
+      The dtype attacks compute in.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._guard import compute_dtype
+      >>> compute_dtype(jnp.bfloat16), compute_dtype(jnp.float64)
+      (dtype('float32'), dtype('float64'))
+    """
     return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
 
 
 def inward_box(clip_min: float, clip_max: float, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """The box ends as values of ``dtype``, rounded inwards so they lie inside the real box."""
+    """The box ends as values of ``dtype``, rounded inwards so they lie inside the real box.
+
+    Args:
+      clip_min: lower end of the range.
+      clip_max: upper end of the range.
+      dtype: the dtype the ends must be represented in.
+
+    Returns:
+      ``(low, high)`` NumPy scalars of ``dtype`` with ``clip_min <= low`` and ``high <= clip_max``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._guard import inward_box
+      >>> low, high = inward_box(0.1, 0.9, jnp.bfloat16)
+      >>> float(low) >= 0.1, float(high) <= 0.9
+      (True, True)
+    """
     dtype = jnp.dtype(dtype)
     low, high = np.asarray(clip_min, dtype), np.asarray(clip_max, dtype)
     if float(low) < clip_min:
@@ -77,7 +113,20 @@ def _per_example(mask_of_values: jax.Array) -> jax.Array:
 
 
 def finite_gradient(grad: jax.Array) -> jax.Array:
-    """``grad`` with every example whose gradient has a NaN or inf set to zero (no step)."""
+    """``grad`` with every example whose gradient has a NaN or inf set to zero (no step).
+
+    Args:
+      grad: ``[B, ...]``.
+
+    Returns:
+      ``[B, ...]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._guard import finite_gradient
+      >>> finite_gradient(jnp.array([[1.0, jnp.nan], [2.0, 3.0]])).tolist()
+      [[0.0, 0.0], [2.0, 3.0]]
+    """
     ok = _per_example(jnp.isfinite(grad))
     return jnp.where(per_example_value(ok, grad) > 0, grad, jnp.zeros_like(grad))
 
@@ -88,6 +137,21 @@ def add_towards(x: jax.Array, delta: jax.Array) -> jax.Array:
     ``delta`` is in the compute dtype. The sum is taken with its exact rounding
     error (Knuth's two-sum); where rounding to ``x.dtype`` went past the exact
     ``x + delta``, the result steps one unit back towards ``x``.
+
+    Args:
+      x: ``[B, ...]`` in any floating dtype.
+      delta: ``[B, ...]`` in the compute dtype.
+
+    Returns:
+      ``[B, ...]`` in ``x.dtype``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._guard import add_towards
+      >>> x = jnp.array([1.0], jnp.bfloat16)
+      >>> out = add_towards(x, jnp.array([0.007]))  # nearest would be 1.0078125, past 1.007
+      >>> out.astype(jnp.float32).tolist()
+      [1.0]
     """
     xc = x.astype(delta.dtype)
     total = xc + delta
@@ -108,6 +172,14 @@ def enforce(x: jax.Array, x_adv: jax.Array, constraints: Constraints) -> jax.Arr
     inside), added to ``x`` with rounding towards ``x`` and clipped to the box
     rounded inwards. An example that still fails :func:`verify` (or whose
     ``x_adv`` was not finite) gets ``x`` itself back.
+
+    Args:
+      x: ``[B, ...]`` the clean inputs.
+      x_adv: ``[B, ...]`` the attack's points (any floating dtype).
+      constraints: the ball (``threat.project`` onto it) and the box.
+
+    Returns:
+      ``[B, ...]`` in ``x.dtype`` that passes :func:`verify`.
 
     Example:
       >>> import jax.numpy as jnp
@@ -133,6 +205,11 @@ def enforce(x: jax.Array, x_adv: jax.Array, constraints: Constraints) -> jax.Arr
 
 def verify(x, x_adv, constraints: Constraints) -> dict[str, jax.Array]:
     """Per example ``[B]``: whether ``x_adv`` is an admissible point, and why not.
+
+    Args:
+      x: ``[B, ...]`` the clean inputs.
+      x_adv: ``[B, ...]`` the points to check.
+      constraints: the ball (measured with ``threat.norm``) and the box.
 
     Returns:
       ``{"valid", "non_finite", "outside_ball", "outside_box"}`` boolean masks;
@@ -175,6 +252,23 @@ def checked_then_compiled(check, core):
     The checks run outside the compiled program so that, called eagerly, a bad
     input is a plain ``ValueError``; the core is jitted with the model as a static
     argument, so repeated eager calls reuse one compiled program.
+
+    Args:
+      check: ``(logits_fn, x, y) -> None``, raising on bad inputs.
+      core: ``(logits_fn, x, y, *, key) -> out``.
+
+    Returns:
+      ``attack(logits_fn, x, y, *, key)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks._guard import checked_then_compiled
+      >>> def check(logits_fn, x, y):
+      ...     if x.ndim != 2:
+      ...         raise ValueError("x must be [B, D]")
+      >>> attack = checked_then_compiled(check, lambda f, x, y, *, key: x + 1)
+      >>> attack(jnp.negative, jnp.zeros((1, 2)), jnp.array([0]), key=jax.random.key(0)).tolist()
+      [[1.0, 1.0]]
     """
     compiled = jax.jit(core, static_argnums=0)
 
@@ -193,6 +287,21 @@ def admissible(attack, x, x_adv) -> jax.Array:
     attack does); for any other callable, only finiteness can be checked. An
     attack whose output already passed :func:`enforce` (``attack.enforced``)
     needs no second check.
+
+    Args:
+      attack: the attack that produced ``x_adv``.
+      x: ``[B, ...]`` the clean inputs.
+      x_adv: ``[B, ...]`` its output.
+
+    Returns:
+      ``[B]`` bool.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._guard import admissible
+      >>> unchecked = lambda logits_fn, x, y, *, key: x  # not built by advjax
+      >>> admissible(unchecked, jnp.zeros((2, 1)), jnp.array([[0.0], [jnp.nan]])).tolist()
+      [True, False]
     """
     if getattr(attack, "enforced", False):
         return jnp.ones(jnp.shape(x_adv)[0], bool)

@@ -22,7 +22,8 @@ def jsma(
 ) -> Attack:
     """Builds JSMA, the targeted L0 saliency-map attack on pairs of features.
 
-    Papernot et al. (2016), "The Limitations of Deep Learning in Adversarial Settings".
+    Papernot et al. (2016), "The Limitations of Deep Learning in Adversarial Settings",
+    arXiv:1511.07528.
 
     Each step picks the pair ``(p, q)`` of still-searchable features maximising
     ``a * |b|`` with ``a = d z_t / dx_p + d z_t / dx_q > 0`` and ``b`` the same sum for
@@ -44,6 +45,9 @@ def jsma(
 
     Returns:
       ``attack(logits_fn, x, targets, *, key) -> x_adv`` (``y`` holds targets).
+
+    Raises:
+      ValueError: ``theta == 0``, ``gamma`` outside ``(0, 1]``, or an empty range.
 
     Example:
       >>> import jax, jax.numpy as jnp

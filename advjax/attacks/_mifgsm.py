@@ -33,6 +33,8 @@ def bim(
 ) -> Attack:
     """Builds the basic iterative method / I-FGSM (Kurakin, Goodfellow & Bengio 2017).
 
+    "Adversarial examples in the physical world", arXiv:1607.02533.
+
     PGD without a random start, returning the last iterate. Paper defaults: a
     step of one grey level ``(clip_max - clip_min) / 255`` and
     ``min(eps_px + 4, 1.25 * eps_px)`` steps, with ``eps_px`` the budget in grey
@@ -50,6 +52,10 @@ def bim(
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` (the key is unused).
+
+    Raises:
+      ValueError: a bad budget or step, a traced ``eps`` without ``steps``, an
+        empty range, an unknown norm or loss.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -98,7 +104,7 @@ def mifgsm(
 ) -> Attack:
     """Builds MI-FGSM, the momentum iterative fast gradient sign method.
 
-    Dong et al. (2018), "Boosting Adversarial Attacks with Momentum".
+    Dong et al. (2018), "Boosting Adversarial Attacks with Momentum", arXiv:1710.06081.
 
     ``g <- decay * g + grad / ||grad||_1``; ``x <- Proj(x + step * direction(g))``.
     Paper defaults: ``decay = 1.0``, 10 steps of ``eps / 10``, no random start.
@@ -117,6 +123,10 @@ def mifgsm(
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv``.
+
+    Raises:
+      ValueError: a bad budget or step, ``steps < 1``, ``decay < 0``, an empty
+        range, an unknown norm or loss.
 
     Example:
       >>> import jax, jax.numpy as jnp

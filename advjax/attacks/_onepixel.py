@@ -25,7 +25,8 @@ def one_pixel(
 ) -> Attack:
     """Builds the one-pixel attack, a score-based L0 attack by differential evolution.
 
-    Su, Vargas & Sakurai (2019), "One Pixel Attack for Fooling Deep Neural Networks".
+    Su, Vargas & Sakurai (2019), "One Pixel Attack for Fooling Deep Neural Networks",
+    arXiv:1710.08864.
 
     A candidate sets ``pixels`` pixels (row, column, one value per channel).
     Differential evolution (DE/rand/1, ``F = mutation``, no crossover, as in the
@@ -46,6 +47,10 @@ def one_pixel(
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv`` (or ``(x_adv, queries)``).
+
+    Raises:
+      ValueError: ``population < 4``, a bad count, ``mutation`` outside ``(0, 2]``, or
+        an empty range.
 
     Example:
       >>> import jax, jax.numpy as jnp

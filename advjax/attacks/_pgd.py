@@ -27,8 +27,9 @@ def pgd(
     """Builds a projected-gradient (PGD) attack.
 
     Madry et al. (2018), "Towards Deep Learning Models Resistant to Adversarial
-    Attacks". Each step moves along the threat model's steepest-ascent direction of the loss,
-    projects back onto the eps-ball around the input and clips to the valid range.
+    Attacks", arXiv:1706.06083. Each step moves along the threat model's
+    steepest-ascent direction of the loss, projects back onto the eps-ball
+    around the input and clips to the valid range.
     The step loop is one ``lax.fori_loop``; restarts are batched with ``vmap``
     (see :func:`with_restarts`).
 
@@ -36,8 +37,11 @@ def pgd(
       eps: the perturbation budget (may be a traced value, e.g. inside
         :func:`over_epsilons` or a training schedule).
       steps: number of gradient steps (Madry: 40 on MNIST, 7 on CIFAR-10).
-      step_size: step length; ``None`` uses ``2.5 * eps / steps``.
-      norm: ``"linf"``, ``"l2"`` or a :class:`ThreatModel`.
+      step_size: step length, in the threat model's norm (a step moves by
+        ``step_size * threat.direction(grad)``, of that norm); ``None`` uses
+        ``2.5 * eps / steps``.
+      norm: ``"linf"``, ``"l2"``, ``"l1"``, ``"l0"`` or any :class:`ThreatModel`,
+        user-defined ones included (only its generic operations are used).
       loss: ``"ce"``, ``"cw"``, ``"dlr"``, ``"kl"`` or a per-example loss callable.
       restarts: number of random restarts; each example keeps its strongest one.
       random_start: start from a uniform point in the ball (else from the input).
@@ -49,7 +53,12 @@ def pgd(
       clip_max: upper end of the valid input range.
 
     Returns:
-      ``attack(logits_fn, x, y, *, key) -> x_adv``.
+      ``attack(logits_fn, x, y, *, key) -> x_adv`` for ``x`` of shape ``[B, ...]``
+      and ``y`` ``[B]`` int labels (or ``[B, K]`` rows).
+
+    Raises:
+      ValueError: a negative or non-finite ``eps`` or ``step_size``, ``steps < 0``,
+        ``restarts < 1``, an empty range, an unknown norm or loss.
 
     Example:
       >>> import jax, jax.numpy as jnp

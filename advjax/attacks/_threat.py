@@ -10,16 +10,32 @@ or broadcastable per-example ``[B]`` array. Adding a norm is adding one object.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 
 _TINY = 1e-12
+T = TypeVar("T")
 
 
 def per_example_value(value, like: jax.Array) -> jax.Array:
-    """Reshapes a scalar or ``[B]`` value to broadcast against ``like[B, ...]``."""
+    """Reshapes a scalar or ``[B]`` value to broadcast against ``like[B, ...]``.
+
+    Args:
+      value: a scalar or ``[B]``.
+      like: ``[B, ...]``.
+
+    Returns:
+      ``value`` in ``like.dtype``, shaped ``[B, 1, ..., 1]`` (or a scalar).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._threat import per_example_value
+      >>> per_example_value(jnp.array([1.0, 2.0]), jnp.zeros((2, 3, 4))).shape
+      (2, 1, 1)
+    """
     value = jnp.asarray(value, dtype=like.dtype)
     return value.reshape(value.shape + (1,) * (like.ndim - value.ndim))
 
@@ -28,34 +44,100 @@ def _flat_norm(delta: jax.Array, ord_) -> jax.Array:
     return jnp.linalg.norm(delta.reshape(delta.shape[0], -1), ord=ord_, axis=-1)
 
 
+def _linf_norm(delta: jax.Array) -> jax.Array:
+    return _flat_norm(delta, jnp.inf)
+
+
+def _l2_norm(delta: jax.Array) -> jax.Array:
+    return _flat_norm(delta, 2)
+
+
+def _l1_norm(delta: jax.Array) -> jax.Array:
+    return _flat_norm(delta, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClippedProjection:
+    """The default ball ∩ box projection: ``clip(project(delta, eps), low, high)``.
+
+    Feasible (inside both sets) for every norm that clipping a coordinate
+    towards zero does not increase, and exact for Linf-like balls. Two threat
+    models with the same ``project`` get equal defaults.
+    """
+
+    project: Callable[[jax.Array, jax.Array], jax.Array]
+
+    def __call__(self, delta, eps, low, high):
+        return jnp.clip(self.project(delta, eps), low, high)
+
+
 @dataclasses.dataclass(frozen=True)
 class ThreatModel:
-    """A perturbation set ``{delta : norm(delta) <= eps}``.
+    """A perturbation set ``{delta : norm(delta) <= eps}`` and how attacks move inside it.
+
+    Every attack reads its geometry from these fields, so an attack that needs
+    only the generic operations (PGD, FGSM, BIM, MI-FGSM, APGD, universal
+    perturbations) works with any threat model, a user-defined one included.
+    Attacks whose algorithm differs per norm (Square, FAB, DeepFool, and APGD's
+    sparse L1 step) keep a table keyed by the threat model itself (see
+    :func:`per_norm`) and refuse one they have no entry for.
+
+    Two threat models are equal (and hash equal) when they describe the same
+    set: same ``name``, ``norm``, ``project``, ``box_project`` and
+    ``dual_norm``. How an attack starts (``random_init``) or steps
+    (``direction``) inside the ball does not count, so
+    ``dataclasses.replace(linf, random_init=...)`` is still ``linf`` to a
+    per-norm table.
 
     Attributes:
-      name: short name (``"linf"``, ``"l2"``).
-      norm: ``delta[B, ...] -> [B]``.
-      project: ``(delta, eps) -> delta`` onto the ball.
-      direction: ``grad -> unit steepest-ascent direction`` for this norm.
+      name: short name used in messages and reports (``"linf"``, ``"l2"``).
+      norm: ``delta[B, ...] -> [B]``, the size of each perturbation; the ball is
+        ``norm(delta) <= eps`` and :func:`~advjax.attacks._guard.verify` checks
+        exactly that.
+      project: ``(delta[B, ...], eps) -> delta`` onto the ball (``eps`` a scalar
+        or ``[B]``).
+      direction: ``grad[B, ...] -> [B, ...]``, the steepest-ascent direction of
+        unit ``norm``; a step size is then measured in this norm.
       random_init: ``(key, shape, eps) -> delta`` drawn inside the ball.
-      box_project: optional exact projection onto the ball intersected with the
-        box ``[low, high]`` (``low <= 0 <= high`` per coordinate),
-        ``(delta, eps, low, high) -> delta``. ``None`` means ``clip(project(delta))``,
-        which is exact for Linf and feasible (inside both sets) for every norm.
+      box_project: ``(delta, eps, low, high) -> delta`` onto the ball
+        intersected with the box ``[low, high]`` (``low <= 0 <= high`` per
+        coordinate, broadcastable to ``delta``). Left out, it is
+        ``clip(project(delta, eps), low, high)``: exact for Linf, feasible for
+        every norm that shrinking a coordinate towards zero does not increase.
+        Attacks project with this field (:func:`~advjax.attacks.project_to_threat`).
+      dual_norm: optional ``w[B, ...] -> [B]``, the dual norm, so that the
+        distance from a point to the hyperplane ``{d : w . d = c}`` is
+        ``|c| / dual_norm(w)`` (DeepFool, FAB). ``None``: no dual (``l0``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks import ThreatModel
+      >>> # The "box" ball |delta_i| <= eps with an Linf geometry, built from scratch:
+      >>> cube = ThreatModel(
+      ...     name="cube",
+      ...     norm=lambda d: jnp.abs(d.reshape(d.shape[0], -1)).max(-1),
+      ...     project=lambda d, eps: jnp.clip(d, -eps, eps),
+      ...     direction=jnp.sign,
+      ...     random_init=lambda key, shape, eps: jax.random.uniform(key, shape, minval=-eps,
+      ...                                                            maxval=eps),
+      ... )
+      >>> cube.box_project(jnp.array([[0.5, -0.5]]), 0.2, -0.1, 1.0).tolist()
+      [[0.20000000298023224, -0.10000000149011612]]
     """
 
     name: str
-    norm: Callable[[jax.Array], jax.Array]
-    project: Callable[[jax.Array, jax.Array], jax.Array]
-    direction: Callable[[jax.Array], jax.Array]
-    random_init: Callable[[jax.Array, tuple, jax.Array], jax.Array]
-    box_project: Callable | None = None
+    norm: Callable[[jax.Array], jax.Array] = dataclasses.field(repr=False)
+    project: Callable[[jax.Array, jax.Array], jax.Array] = dataclasses.field(repr=False)
+    direction: Callable[[jax.Array], jax.Array] = dataclasses.field(repr=False, compare=False)
+    random_init: Callable[[jax.Array, tuple, jax.Array], jax.Array] = dataclasses.field(
+        repr=False, compare=False
+    )
+    box_project: Callable | None = dataclasses.field(default=None, repr=False)
+    dual_norm: Callable[[jax.Array], jax.Array] | None = dataclasses.field(default=None, repr=False)
 
-    def project_in_box(self, delta, eps, low, high) -> jax.Array:
-        """Projects ``delta`` onto the ball of radius ``eps`` intersected with ``[low, high]``."""
-        if self.box_project is not None:
-            return self.box_project(delta, eps, low, high)
-        return jnp.clip(self.project(delta, eps), low, high)
+    def __post_init__(self):
+        if self.box_project is None:
+            object.__setattr__(self, "box_project", _ClippedProjection(self.project))
 
 
 def _linf_project(delta, eps):
@@ -70,10 +152,11 @@ def _linf_init(key, shape, eps):
 
 linf = ThreatModel(
     name="linf",
-    norm=lambda delta: _flat_norm(delta, jnp.inf),
+    norm=_linf_norm,
     project=_linf_project,
     direction=jnp.sign,
     random_init=_linf_init,
+    dual_norm=_l1_norm,
 )
 """The L-infinity ball: every coordinate moves by at most ``eps`` (sign steps)."""
 
@@ -105,10 +188,11 @@ def _l2_init(key, shape, eps):
 
 l2 = ThreatModel(
     name="l2",
-    norm=lambda delta: _flat_norm(delta, 2),
+    norm=_l2_norm,
     project=_l2_project,
     direction=_l2_direction,
     random_init=_l2_init,
+    dual_norm=_l2_norm,
 )
 """The Euclidean ball: normalised-gradient steps, radial projection."""
 
@@ -247,14 +331,28 @@ def l1_sparse(sparsity: float = 0.05) -> ThreatModel:
 
     Steps take the sign of the top ``sparsity`` share of gradient coordinates,
     scaled to unit L1 norm (the step of Croce & Hein 2021, "Mind the box:
-    l1-APGD", with a fixed sparsity instead of their adaptive one).
+    l1-APGD", arXiv:2103.01208, with a fixed sparsity instead of their adaptive
+    one). Every ``l1_sparse(s)`` is the same ball as :data:`l1` (equal threat
+    models); APGD runs its own adaptive-sparsity step on it.
+
+    Args:
+      sparsity: the share of coordinates a step moves, in ``(0, 1]``.
+
+    Returns:
+      The threat model (``name="l1"``).
+
+    Raises:
+      ValueError: ``sparsity`` outside ``(0, 1]``.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> from advjax.attacks import l1
+      >>> from advjax.attacks import l1, l1_sparse
       >>> d = l1.project(jnp.array([[3.0, -1.0, 0.5]]), 1.0)
       >>> float(jnp.abs(d).sum())
       1.0
+      >>> step = l1_sparse(0.5).direction(jnp.array([[0.1, -3.0, 2.0, 0.0]]))
+      >>> step.tolist(), l1_sparse(0.5) == l1
+      ([[0.0, -0.5, 0.5, 0.0]], True)
     """
     if not 0.0 < sparsity <= 1.0:
         raise ValueError(f"sparsity must be in (0, 1], got {sparsity}.")
@@ -281,11 +379,12 @@ def l1_sparse(sparsity: float = 0.05) -> ThreatModel:
 
     return ThreatModel(
         name="l1",
-        norm=lambda delta: _flat_norm(delta, 1),
+        norm=_l1_norm,
         project=_l1_project,
         direction=direction,
         random_init=random_init,
         box_project=_l1_box_project,
+        dual_norm=_linf_norm,
     )
 
 
@@ -312,31 +411,86 @@ def _l0_init(key, shape, eps):
     return _l0_project(values, eps)
 
 
+def _l0_norm(delta):
+    return jnp.sum(delta.reshape(delta.shape[0], -1) != 0, axis=-1).astype(delta.dtype)
+
+
 l0 = ThreatModel(
     name="l0",
-    norm=lambda delta: jnp.sum(delta.reshape(delta.shape[0], -1) != 0, axis=-1).astype(delta.dtype),
+    norm=_l0_norm,
     project=_l0_project,
     direction=_l0_direction,
     random_init=_l0_init,
 )
 """The L0 "ball": at most ``eps`` coordinates changed (``eps`` is a count)."""
 
-_THREATS = {"linf": linf, "inf": linf, "l2": l2, "2": l2, "l1": l1, "1": l1, "l0": l0, "0": l0}
+#: The built-in threat models by name; error messages list these names.
+THREAT_MODELS: dict[str, ThreatModel] = {"linf": linf, "l2": l2, "l1": l1, "l0": l0}
+_ALIASES = {"inf": "linf", "2": "l2", "1": "l1", "0": "l0"}
 
 
 def get_threat_model(norm: str | ThreatModel) -> ThreatModel:
-    """Resolves ``"linf"`` / ``"l2"`` (or a ``ThreatModel``) to a threat model.
+    """Resolves a norm name (or a :class:`ThreatModel`, returned as is) to a threat model.
+
+    Args:
+      norm: ``"linf"``, ``"l2"``, ``"l1"``, ``"l0"`` (also ``"inf"``, ``"2"``,
+        ``"1"``, ``"0"``; any case), or a :class:`ThreatModel`.
+
+    Returns:
+      The threat model.
+
+    Raises:
+      ValueError: for an unknown name; the message lists the registered ones.
 
     Example:
-      >>> from advjax.attacks import get_threat_model
-      >>> get_threat_model("linf").name
-      'linf'
+      >>> from advjax.attacks import get_threat_model, linf
+      >>> get_threat_model("linf").name, get_threat_model("INF") is linf
+      ('linf', True)
     """
     if isinstance(norm, ThreatModel):
         return norm
     key = str(norm).lower()
-    if key in _THREATS:
-        return _THREATS[key]
+    key = _ALIASES.get(key, key)
+    if key in THREAT_MODELS:
+        return THREAT_MODELS[key]
     raise ValueError(
-        f"unknown norm {norm!r}; choose one of ['linf', 'l2', 'l1', 'l0'] or pass a ThreatModel."
+        f"unknown norm {norm!r}; choose one of {list(THREAT_MODELS)} or pass a ThreatModel."
     )
+
+
+def per_norm(table: Mapping[ThreatModel, T], threat: ThreatModel, attack: str) -> T:
+    """The entry of a per-norm ``table`` for ``threat``, or a clear error at build time.
+
+    Attacks whose algorithm differs per norm (Square's update, FAB's and
+    DeepFool's steps) keep ``{threat_model: step}`` tables; the lookup uses
+    threat-model equality (same ball; see :class:`ThreatModel`), never names.
+
+    Args:
+      table: ``{ThreatModel: entry}``.
+      threat: the threat model the attack was built for.
+      attack: the attack's name, for the message.
+
+    Returns:
+      ``table[threat]``.
+
+    Raises:
+      ValueError: ``threat`` has no entry; the message lists the supported ones.
+
+    Example:
+      >>> from advjax.attacks import l1, l2, linf
+      >>> from advjax.attacks._threat import per_norm
+      >>> per_norm({linf: "sign", l2: "normalised"}, l2, "demo")
+      'normalised'
+      >>> per_norm({linf: "sign"}, l1, "demo")
+      Traceback (most recent call last):
+      ...
+      ValueError: demo has no update for threat model 'l1'; supported: ['linf']; ...
+    """
+    entry = table.get(threat)
+    if entry is None:
+        supported = [known.name for known in table]
+        raise ValueError(
+            f"{attack} has no update for threat model {threat.name!r}; supported: "
+            f"{supported}; PGD, APGD, FGSM, BIM and MI-FGSM accept any ThreatModel."
+        )
+    return entry

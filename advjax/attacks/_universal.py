@@ -39,13 +39,14 @@ def universal_perturbation(
 ) -> jax.Array:
     """Computes one perturbation ``v`` (``||v|| <= eps``) that fools a model on a data set.
 
-    Moosavi-Dezfooli et al. (2017), "Universal adversarial perturbations", with the
-    stochastic-gradient solver of Shafahi et al. (2020), "Universal Adversarial
-    Training": for ``epochs`` passes over shuffled mini-batches, ascend the mean
-    (clamped) loss of ``clip(x + v)`` along the threat model's steepest direction
-    and project ``v`` back into the ball. All epochs and batches run in one
-    compiled ``lax.scan``. (The original per-image DeepFool aggregation is
-    sequential over points and not used.)
+    Moosavi-Dezfooli et al. (2017), "Universal adversarial perturbations"
+    (arXiv:1610.08401), with the stochastic-gradient solver of Shafahi et al.
+    (2020), "Universal Adversarial Training" (arXiv:1812.03705): for ``epochs``
+    passes over shuffled mini-batches, ascend the mean (clamped) loss of
+    ``clip(x + v)`` along the threat model's steepest direction and project
+    ``v`` back into the ball. All epochs and batches run in one compiled
+    ``lax.scan``. (The original per-image DeepFool aggregation is sequential
+    over points and not used.)
 
     Args:
       logits_fn: the eval-mode model.
@@ -63,6 +64,10 @@ def universal_perturbation(
 
     Returns:
       ``v`` with shape ``x.shape[1:]``.
+
+    Raises:
+      ValueError, InvalidInputError: a bad budget, count or range, bad inputs or
+        labels, an unknown norm or loss.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -112,6 +117,18 @@ def universal_perturbation(
 
 def apply_universal(v, *, clip_min: float = 0.0, clip_max: float = 1.0) -> Attack:
     """The attack that adds a fixed universal perturbation ``v`` to every input.
+
+    Args:
+      v: the perturbation, shaped like one input (from :func:`universal_perturbation`).
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      ``attack(logits_fn, x, y, *, key) -> clip(x + v)`` (model, labels and key unused).
+
+    Raises:
+      ValueError, InvalidInputError: an empty range or a non-finite ``v``; when
+        called, inputs out of range.
 
     Example:
       >>> import jax, jax.numpy as jnp
