@@ -25,11 +25,8 @@ from _certified_common import load_data, train_loop  # noqa: E402
 
 from advjax import models  # noqa: E402
 from advjax.backend import use_fast_cpu_loops  # noqa: E402
-from advjax.certify import (  # noqa: E402
-    certified_accuracy_at_radii,
-    gaussian_noise_training,
-    smooth_certify,
-)
+from advjax.certify import certified_accuracy_at_radii, smooth_certify  # noqa: E402
+from advjax.train import gaussian_noise_training  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -129,6 +129,23 @@ def test_experiments_import_public_advjax_names_only():
     assert private == []
 
 
+def test_every_advjax_name_an_experiment_imports_exists():
+    import importlib
+
+    missing = []
+    for path in sorted((ROOT / "experiments").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("advjax"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            missing.append(f"{path.relative_to(ROOT)}: {node.module}.{alias.name}")
+    assert missing == []
+
+
 def test_the_graph_check_sees_a_cycle_it_is_shown():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -144,3 +161,22 @@ def test_backend_workarounds_are_a_leaf():
     }
     assert outside == set()
     assert "advjax.backend" in edges["advjax.models._logits"]
+
+
+def test_importing_advjax_starts_no_jax_backend():
+    # ``advjax.parallel.use_cpu_devices`` must still be able to configure the devices.
+    import subprocess
+    import sys
+
+    code = (
+        "import advjax\n"
+        "from jax._src import xla_bridge\n"
+        "assert not xla_bridge._backends, 'import advjax started a backend'\n"
+        "advjax.parallel.use_cpu_devices(3)\n"
+        "import jax\n"
+        "assert len(jax.devices()) == 3, jax.devices()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

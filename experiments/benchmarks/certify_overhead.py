@@ -23,12 +23,8 @@ import optax
 
 from advjax import models, train
 from advjax.backend import use_fast_cpu_loops
-from advjax.certify import (
-    certified_margins,
-    crown_ibp_training,
-    ibp_training,
-    interval_bounds,
-)
+from advjax.certify import certified_margins, interval_bounds
+from advjax.train import crown_ibp_training, ibp_training
 
 
 def _timed(fn, *args) -> float:
