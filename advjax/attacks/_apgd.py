@@ -737,6 +737,9 @@ def apgd(
 ) -> Attack:
     """Builds APGD (Croce & Hein 2020): APGD-CE (``loss="ce"``) or APGD-DLR (``loss="dlr"``).
 
+    "Reliable evaluation of adversarial robustness with an ensemble of diverse
+    parameter-free attacks", arXiv:2003.01690; l1-APGD: arXiv:2103.01208.
+
     Defaults are the paper's: 100 iterations, momentum ``alpha = 0.75``,
     ``rho = 0.75``, initial step ``2 * eps``, a uniform random start, and
     per-example step-size halving at the checkpoints described in the module
@@ -749,7 +752,9 @@ def apgd(
 
     Args:
       eps: the perturbation budget.
-      norm: ``"linf"``, ``"l2"``, ``"l1"`` or a :class:`ThreatModel`.
+      norm: ``"linf"``, ``"l2"``, ``"l1"`` or any :class:`ThreatModel` (a
+        user-defined one runs the generic APGD; L1 runs l1-APGD); ``eps`` and
+        the step size (``2 eps`` at start) are in its norm.
       loss: ``"ce"``, ``"dlr"`` or a per-example loss ``(logits, y) -> [B]``.
       steps: iterations per run.
       restarts: random restarts (vmapped, see :func:`with_restarts`).
@@ -852,6 +857,9 @@ def apgd_t(
 ) -> Attack:
     """Builds APGD-T (Croce & Hein 2020): targeted DLR runs towards the top classes.
 
+    "Reliable evaluation of adversarial robustness with an ensemble of diverse
+    parameter-free attacks", arXiv:2003.01690.
+
     For each of the ``num_targets`` classes ranked highest by the clean logits
     (after the true one), runs :func:`apgd` maximising the targeted DLR loss
     ``(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` (:func:`advjax.losses.dlr_targeted`).
@@ -862,7 +870,9 @@ def apgd_t(
 
     Args:
       eps: the perturbation budget.
-      norm: ``"linf"``, ``"l2"``, ``"l1"`` or a :class:`ThreatModel`.
+      norm: ``"linf"``, ``"l2"``, ``"l1"`` or any :class:`ThreatModel` (a
+        user-defined one runs the generic APGD; L1 runs l1-APGD); ``eps`` and
+        the step size (``2 eps`` at start) are in its norm.
       steps: iterations per target.
       num_targets: how many of the top classes to target (``< num_classes``).
       restarts: random restarts per target.

@@ -143,7 +143,7 @@ def deepfool(
     """Builds DeepFool, a minimum-norm attack by iterated linearisation (L2 or Linf).
 
     Moosavi-Dezfooli, Fawzi & Frossard (2016), "DeepFool: a simple and accurate
-    method to fool deep neural networks".
+    method to fool deep neural networks", arXiv:1511.04599.
 
     Each step linearises the logit differences ``f_k - f_y`` and moves to the
     nearest linearised boundary: ``r = (|f_k| + 1e-4) / ||w_k||_q^q * |w_k|^(q-1) sign(w_k)``
@@ -158,7 +158,8 @@ def deepfool(
     Args:
       eps: ``None`` for the minimum-norm attack; a budget projects the result into
         the ball (for fixed-budget evaluation).
-      norm: ``"l2"`` or ``"linf"``.
+      norm: ``"l2"``, ``"linf"`` or one of those threat models (the ones in
+        ``DEEPFOOL_STEPS``); sizes are measured in its norm.
       steps: maximum iterations.
       overshoot: the overshoot factor.
       num_classes: candidate classes (``None``: all).

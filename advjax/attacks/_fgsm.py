@@ -72,4 +72,20 @@ def fgsm(
 
 
 fgm = functools.partial(fgsm, norm="l2")
-fgm.__doc__ = "The fast gradient method: :func:`fgsm` with ``norm='l2'``."
+fgm.__doc__ = """The fast gradient method: :func:`fgsm` with ``norm='l2'``.
+
+A step of L2 length ``eps`` along the normalised gradient (Goodfellow et al.
+2015, arXiv:1412.6572; the L2 variant of Miyato et al. 2016, arXiv:1605.07725).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import advjax
+  >>> logits_fn = lambda x: jnp.stack([x @ jnp.array([3.0, 4.0]), jnp.zeros(1)], axis=-1)
+  >>> x_adv = advjax.attacks.fgm(eps=0.5)(logits_fn, jnp.full((1, 2), 0.5), jnp.array([0]),
+  ...                                     key=jax.random.key(0))
+  >>> [round(v, 4) for v in x_adv[0].tolist()]
+  [0.2, 0.1]
+"""
+
+#: Run by doctest: ``fgm`` is a ``functools.partial``, which doctest does not search.
+__test__ = {"fgm": fgm.__doc__}
