@@ -109,7 +109,7 @@ def inward_box(clip_min: float, clip_max: float, dtype) -> tuple[np.ndarray, np.
 
 
 def _per_example(mask_of_values: jax.Array) -> jax.Array:
-    return jnp.all(mask_of_values.reshape(mask_of_values.shape[0], -1), axis=-1)
+    return jnp.all(mask_of_values, axis=tuple(range(1, mask_of_values.ndim)))
 
 
 def finite_gradient(grad: jax.Array) -> jax.Array:

@@ -10,6 +10,7 @@ or broadcastable per-example ``[B]`` array. Adding a norm is adding one object.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -41,7 +42,8 @@ def per_example_value(value, like: jax.Array) -> jax.Array:
 
 
 def _flat_norm(delta: jax.Array, ord_) -> jax.Array:
-    return jnp.linalg.norm(delta.reshape(delta.shape[0], -1), ord=ord_, axis=-1)
+    flat = delta.reshape(delta.shape[0], math.prod(delta.shape[1:]))  # also for 0 rows
+    return jnp.linalg.norm(flat, ord=ord_, axis=-1)
 
 
 def _linf_norm(delta: jax.Array) -> jax.Array:

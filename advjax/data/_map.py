@@ -128,8 +128,11 @@ def map_batches(
             return fn(*batch)
         return fn(*batch, jax.random.fold_in(key, index))
 
-    if rows.size == 0:  # the outputs' structure, with no rows
-        shapes = jax.eval_shape(lambda: call(np.zeros(_round_up(1, devices), np.int64), 0))
+    if rows.size == 0:  # the outputs' structure, with no rows (and maybe no data at all)
+        size = _round_up(1, devices)
+        batch = [jax.ShapeDtypeStruct((size, *np.shape(a)[1:]), a.dtype) for a in arrays]
+        extra = [] if key is None else [key]
+        shapes = jax.eval_shape(fn, *batch, *extra)
         return jax.tree.map(lambda s: np.zeros((0, *s.shape[1:]), s.dtype), shapes)
     starts = range(0, rows.size, batch_size)
     if progress:

@@ -194,7 +194,7 @@ def _check_ensemble(attacks, eps, threat, num_classes, clip_min, clip_max) -> No
                 f"{constraints.clip_max}] but autoattack was given [{clip_min}, {clip_max}]; "
                 "build it with the same clip_min/clip_max."
             )
-        same_norm = constraints.threat is not None and constraints.threat.name == threat.name
+        same_norm = constraints.threat is not None and constraints.threat == threat
         if constraints.eps is not None and same_norm:
             attack_eps = np.asarray(constraints.eps)
             if attack_eps.size == 1 and float(attack_eps) > float(eps) * (1 + 1e-6):
@@ -314,15 +314,17 @@ def autoattack(
         run = _runner(logits_fn, attack)
         attack_key = jax.random.fold_in(key, index)
         todo = np.flatnonzero(robust)
-        found = map_batches(
-            run, [x, y], batch_size=batch_size, key=attack_key, rows=todo, bucket=True
-        )
-        checks = {k: np.asarray(v) for k, v in verify(x[todo], found, constraints).items()}
-        rejected = {reason: int(checks[reason].sum()) for reason in REJECTION_REASONS}
-        fooled = (predictions(found) != y[todo]) & checks["valid"]
-        robust[todo[fooled]] = False
-        x_adv[todo[fooled]] = found[fooled]
-        broken_here = int(fooled.sum())
+        broken_here, rejected = 0, dict.fromkeys(REJECTION_REASONS, 0)
+        if todo.size:  # no work is spent once every point is broken
+            found = map_batches(
+                run, [x, y], batch_size=batch_size, key=attack_key, rows=todo, bucket=True
+            )
+            checks = {k: np.asarray(v) for k, v in verify(x[todo], found, constraints).items()}
+            rejected = {reason: int(checks[reason].sum()) for reason in REJECTION_REASONS}
+            fooled = (predictions(found) != y[todo]) & checks["valid"]
+            robust[todo[fooled]] = False
+            x_adv[todo[fooled]] = found[fooled]
+            broken_here = int(fooled.sum())
         attacks_run.append(name)
         per_attack[name] = {
             "robust_accuracy_after": float(robust.mean()),

@@ -64,6 +64,16 @@ def test_batch_b_gets_its_own_folded_key():
 def test_no_rows_gives_empty_outputs_of_the_right_structure():
     out = map_batches(_row_stats, [np.ones((4, 3)), np.ones(4)], batch_size=2, rows=[])
     assert out["sum"].shape == (0,) and out["sum"].dtype == np.float32
+    empty = [np.ones((0, 3), np.float32), np.ones(0, np.float32)]
+    out = map_batches(_row_stats, empty, batch_size=2, key=None)
+    assert out["first"].shape == (0,)
+    keyed = map_batches(
+        lambda x, k: x * jax.random.uniform(k, x.shape),
+        [np.ones((0, 2))],
+        batch_size=3,
+        key=jax.random.key(0),
+    )
+    assert keyed.shape == (0, 2)
 
 
 def test_buckets_are_powers_of_two_capped_at_the_batch():

@@ -186,3 +186,28 @@ def test_evaluate_accepts_the_new_attack_factories():
     assert report.worst_case.robust_accuracy[-1] <= min(
         r.robust_accuracy[-1] for r in report.attacks
     )
+
+
+def test_a_stage_with_nothing_left_to_break_costs_nothing_and_reports_zero():
+    w = jax.random.normal(jax.random.key(0), (16, 10))
+    logits_fn = lambda x: x.reshape(x.shape[0], -1) @ w  # noqa: E731
+    x = jax.random.uniform(jax.random.key(1), (8, 16))
+    y = jnp.argmax(logits_fn(x), -1)
+    calls = []
+    attacks = {
+        "apgd-ce": advjax.apgd(0.5, steps=5),
+        "never": lambda f, xb, yb, *, key: calls.append(1) or xb,
+    }
+    result = adv_eval.autoattack(
+        logits_fn,
+        x,
+        y,
+        eps=0.5,
+        key=jax.random.key(2),
+        version="custom",
+        attacks=attacks,
+        diagnostics=False,
+    )
+    assert result.robust_accuracy == 0.0 and result.clean_accuracy == 1.0
+    assert calls == [] and result.per_attack["never"]["broken"] == 0
+    assert result.attacks_run == ["apgd-ce", "never"]
