@@ -7,7 +7,6 @@ import dataclasses
 import sys
 
 from advjax._quickstart import QuickstartConfig, run_quickstart
-from advjax.backend import use_fast_cpu_loops
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type) -> None:
@@ -52,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``advjax`` console script.
 
-    Parses ``argv``, turns on the CPU loop speed-up
-    (:func:`advjax.backend.use_fast_cpu_loops`) and runs the sub-command;
+    Parses ``argv`` and runs the sub-command;
     ``advjax quickstart`` trains, attacks and writes its run directory
     (minutes on a laptop CPU; ``advjax quickstart --help`` lists the flags).
 
@@ -81,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
       "advjax quickstart: error: argument --epochs: invalid int value: 'one'"
     """
     args = build_parser().parse_args(argv)
-    use_fast_cpu_loops()
     if args.command == "quickstart":
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(QuickstartConfig)}
         values["eval_epsilons"] = tuple(values["eval_epsilons"])

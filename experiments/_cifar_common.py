@@ -11,10 +11,6 @@ import argparse
 import json
 import time
 
-from advjax.backend import use_fast_cpu_loops
-
-use_fast_cpu_loops()
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 

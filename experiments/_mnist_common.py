@@ -14,15 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _shared_data import SHARED_DATA
-
-from advjax.backend import use_fast_cpu_loops
-
-use_fast_cpu_loops()
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from _shared_data import SHARED_DATA
 
 import advjax  # noqa: E402
 from advjax import data, evaluation, models, train  # noqa: E402

@@ -31,10 +31,6 @@ import json
 import time
 from pathlib import Path
 
-from advjax.backend import use_fast_cpu_loops
-
-use_fast_cpu_loops()
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

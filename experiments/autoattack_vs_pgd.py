@@ -21,7 +21,6 @@ import advjax
 from advjax import attacks as A
 from advjax import data
 from advjax import evaluation as adv_eval
-from advjax.backend import use_fast_cpu_loops
 
 
 def robust_accuracy(logits_fn, attack, x, y, key, batch_size):
@@ -43,8 +42,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=[10, 25, 50, 100])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    use_fast_cpu_loops()
-
     run = advjax.load_run(args.run)
     test_set = data.load_embedded_mnist("test")
     x = np.asarray(data.to_device(test_set.images[: args.n]))

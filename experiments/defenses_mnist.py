@@ -43,7 +43,6 @@ import optax
 
 from advjax import data, defenses, models, train
 from advjax.attacks import apgd, pgd
-from advjax.backend import use_fast_cpu_loops
 from advjax.certify import linear_bounds, specification_matrix
 from advjax.runs import load_run
 
@@ -212,7 +211,6 @@ def main():
     parser.add_argument("--out", default="/tmp/defenses_mnist")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    use_fast_cpu_loops()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _certified_common import add_eval_flags, evaluate, load_data, train_loop  # noqa: E402
 
-from advjax.backend import use_fast_cpu_loops  # noqa: E402
 from advjax.train import ibp_schedules, ibp_training  # noqa: E402
 
 
@@ -46,7 +45,6 @@ def main(argv=None) -> None:
     p.add_argument("--methods", default="ibp", help="comma-separated: ibp,crown-ibp,crown")
     add_eval_flags(p)
     args = p.parse_args(argv)
-    use_fast_cpu_loops()
     train_eps = 1.1 * args.eps if args.train_eps is None else args.train_eps
     train_set, x_test, y_test = load_data()
     spe = len(train_set.labels) // args.batch_size

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _certified_common import load_data, train_loop  # noqa: E402
 
 from advjax import models  # noqa: E402
-from advjax.backend import use_fast_cpu_loops  # noqa: E402
 from advjax.certify import certified_accuracy_at_radii, smooth_certify  # noqa: E402
 from advjax.train import gaussian_noise_training  # noqa: E402
 
@@ -45,7 +44,6 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    use_fast_cpu_loops()
     train_set, x_test, y_test = load_data()
     model, variables, seconds = train_loop(
         args.model,

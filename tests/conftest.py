@@ -8,9 +8,6 @@ import optax
 import pytest
 
 from advjax import data, models, train
-from advjax.backend import use_fast_cpu_loops
-
-use_fast_cpu_loops()  # see advjax/backend/_xla_flags.py
 
 
 @pytest.fixture(scope="session")

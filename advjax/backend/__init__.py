@@ -10,8 +10,6 @@ other:
   attack loops; :func:`default_fast_conv_grads` applies it on the CPU backend
   only (what ``advjax.models.eval_logits_fn`` and ``advjax.train.eval_logits``
   do by default).
-* :func:`use_fast_cpu_loops` is the start-up switch for XLA flags that the
-  ``advjax`` command, the benchmarks and the test suite call before JAX starts.
 
 Example:
   >>> import jax.numpy as jnp
@@ -22,11 +20,9 @@ Example:
 """
 
 from advjax.backend._conv import conv_general_dilated, default_fast_conv_grads, fast_conv_grads
-from advjax.backend._xla_flags import use_fast_cpu_loops
 
 __all__ = [
     "conv_general_dilated",
     "default_fast_conv_grads",
     "fast_conv_grads",
-    "use_fast_cpu_loops",
 ]

@@ -25,7 +25,6 @@ import optax
 import advjax
 from advjax import attacks as A
 from advjax import data, models, train
-from advjax.backend import use_fast_cpu_loops
 
 
 def _race(fns, *args, repeats: int = 3) -> list[float]:
@@ -56,7 +55,6 @@ def main() -> None:
         "attack may break everything; a smaller one leaves work for the later ones)",
     )
     args = parser.parse_args()
-    use_fast_cpu_loops()
     if args.run:
         logits_fn = advjax.load_run(args.run).logits_fn
     else:

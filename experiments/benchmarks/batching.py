@@ -23,7 +23,6 @@ import jax.numpy as jnp
 
 import advjax
 from advjax import data, models
-from advjax.backend import use_fast_cpu_loops
 
 
 def _timed(fn, *args) -> float:
@@ -47,7 +46,6 @@ def main() -> None:
         help="with_restarts(batched=False): restarts in a scan instead of a vmap",
     )
     args = parser.parse_args()
-    fast_loops = use_fast_cpu_loops()
 
     if args.run:
         logits_fn = advjax.load_run(args.run).logits_fn
@@ -81,7 +79,7 @@ def main() -> None:
         f"model={name} batch={args.batch} PGD-{args.steps} restarts={R} budgets={E} "
         f"restarts {'sequential' if args.sequential_restarts else 'vmapped'} "
         f"backend={jax.default_backend()} devices={jax.device_count()} jax={jax.__version__} "
-        f"cpus={os.cpu_count()} legacy_cpu_runtime={fast_loops}",
+        f"cpus={os.cpu_count()} xla_flags={os.environ.get('XLA_FLAGS', '')!r}",
         flush=True,
     )
     _timed(one_call, x, y, key), _timed(separate_calls, x, y, key)  # compile

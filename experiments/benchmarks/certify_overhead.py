@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import optax
 
 from advjax import models, train
-from advjax.backend import use_fast_cpu_loops
 from advjax.certify import certified_margins, interval_bounds
 from advjax.train import crown_ibp_training, ibp_training
 
@@ -53,7 +52,6 @@ def main(argv=None) -> None:
         help="also time one IBP and one CROWN-IBP training step (Adam, batch --batch)",
     )
     args = p.parse_args(argv)
-    use_fast_cpu_loops()
     model = models.get_model(args.model)
     variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
     logits_fn = models.eval_logits_fn(model, variables)

@@ -1,7 +1,7 @@
 """XLA:CPU's default runtime against the legacy one on the quick start's work, side by side.
 
-``advjax.backend.use_fast_cpu_loops`` can set ``--xla_cpu_use_thunk_runtime=false``
-(the legacy CPU runtime). Whether that pays depends on the installed jaxlib, so
+advjax used to set ``--xla_cpu_use_thunk_runtime=false`` (the legacy CPU runtime)
+at start-up; it no longer does. Whether the flag pays depends on the installed jaxlib, so
 this benchmark measures it on the quick start's two jobs: one PGD-10
 adversarial-training step of the fast-AT MNIST net (batch 100) and the
 evaluation attack (PGD-20 on 200 test images), and on the kind of loop the
@@ -82,7 +82,7 @@ def worker() -> None:
 
 
 def _start(flags: str) -> subprocess.Popen:
-    env = {**os.environ, "XLA_FLAGS": flags, "ADVJAX_KEEP_XLA_FLAGS": "1", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     process = subprocess.Popen(
         [sys.executable, __file__, "--worker"],
         env=env,

@@ -13,7 +13,7 @@ often runs between preemptions and the median keeps those runs, while a
 PGD-k call of tens of milliseconds is always preempted. ``block`` and ``cpu``
 put both sides under the same conditions.
 On CPU the measurement runs twice, in child processes: with XLA's default
-runtime and with ``--xla_cpu_use_thunk_runtime=false`` (see advjax/backend/_xla_flags.py),
+runtime and with ``--xla_cpu_use_thunk_runtime=false`` (the legacy runtime),
 because the default runtime runs loop bodies slower than the same ops outside a
 loop.
 
@@ -43,6 +43,8 @@ import advjax
 from advjax import losses, models
 
 CIFAR_MODELS = {"preact_resnet18", "wide_resnet"}
+
+LEGACY_RUNTIME = "--xla_cpu_use_thunk_runtime=false"
 
 
 def _timed(fn, *args) -> float:
@@ -142,12 +144,13 @@ def main() -> None:
     if args.child or jax.default_backend() != "cpu":
         measure(args)
         return
-    from advjax.backend._xla_flags import FLAG, OPT_OUT
-
-    runtimes = {"default": ("XLA default CPU runtime", ""), "legacy": ("legacy CPU runtime", FLAG)}
+    runtimes = {
+        "default": ("XLA default CPU runtime", ""),
+        "legacy": ("legacy CPU runtime", LEGACY_RUNTIME),
+    }
     for label, flags in (runtimes[name] for name in args.runtimes):
         print(f"--- {label}", flush=True)
-        env = {**os.environ, "XLA_FLAGS": flags, OPT_OUT: "1"}
+        env = {**os.environ, "XLA_FLAGS": flags}
         subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], env=env, check=False)
 
 

@@ -27,7 +27,7 @@ one process, interleaved, medians compared:
 
 On CPU each XLA configuration runs in a child process (XLA_FLAGS must be set
 before JAX starts): XLA's default runtime, the legacy runtime
-(``--xla_cpu_use_thunk_runtime=false``, see advjax/backend/_xla_flags.py), and each
+(``--xla_cpu_use_thunk_runtime=false``), and each
 with oneDNN for dots and convolutions (``--xla_cpu_use_onednn=true``,
 ``--xla_cpu_experimental_onednn_custom_call=true``).
 
@@ -303,7 +303,7 @@ def main() -> None:
         if args.threads == 1:
             flags = f"{flags} {SINGLE_THREAD_XLA}".strip()
         print(f"--- XLA config {name}", flush=True)
-        env = {**os.environ, "XLA_FLAGS": flags, "ADVJAX_KEEP_XLA_FLAGS": "1"}
+        env = {**os.environ, "XLA_FLAGS": flags}
         command = [sys.executable, __file__, "--child", "--batch", str(args.batch)]
         command += ["--steps", str(args.steps), "--repeats", str(args.repeats)]
         command += ["--threads", str(args.threads)]

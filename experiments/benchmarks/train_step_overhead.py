@@ -15,10 +15,6 @@ import argparse
 import statistics
 import time
 
-from advjax.backend import use_fast_cpu_loops
-
-use_fast_cpu_loops()
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
