@@ -530,61 +530,6 @@ def measure_torch(cfg, env, jax_entries, jax_params, jax_forward_flops) -> dict[
     return entry
 
 
-def _all_broken_workaround() -> str | None:
-    """Lets ``autoattack`` finish once every point is broken, if this advjax cannot.
-
-    When an attack leaves no point for the next one, ``autoattack`` checks and
-    classifies zero examples: ``advjax.attacks.verify`` reshapes its ``[0, ...]``
-    inputs with ``-1`` and ``advjax.data.map_batches`` indexes row 0 of an empty
-    array, both of which fail, so it raises instead of reporting robust
-    accuracy 0 (what a random-init model gets). Probes with empty inputs tell;
-    if either fails, ``autoattack``'s two helpers are wrapped to answer empty
-    inputs with empty outputs (nothing else changes), and the JSON says so.
-    """
-    import jax
-    import numpy as np
-
-    from advjax.attacks import REJECTION_REASONS, Constraints, get_threat_model
-    from advjax.evaluation import _autoattack
-
-    verify, map_batches = _autoattack.verify, _autoattack.map_batches
-    empty = np.zeros((0, *IMAGE_SHAPE), np.float32)
-    failures = []
-    try:
-        verify(empty, empty, Constraints(get_threat_model("linf"), EPS, 0.0, 1.0))
-    except Exception as error:  # noqa: BLE001 - any failure means the workaround is needed
-        failures.append(f"advjax.attacks.verify: {type(error).__name__}: {error}")
-    try:
-        map_batches(lambda a: a.sum(axis=(1, 2, 3)), [empty], batch_size=4, bucket=True)
-    except Exception as error:  # noqa: BLE001
-        failures.append(f"advjax.data.map_batches: {type(error).__name__}: {error}")
-    if not failures:
-        return None
-
-    def verify_or_empty(x, x_adv, constraints):
-        if np.shape(x)[0] == 0:
-            return {name: np.zeros(0, bool) for name in ("valid", *REJECTION_REASONS)}
-        return verify(x, x_adv, constraints)
-
-    def map_batches_or_empty(fn, arrays, **kwargs):
-        if kwargs.get("rows") is None and all(np.shape(a)[0] == 0 for a in arrays):
-            specs = [jax.ShapeDtypeStruct((1, *np.shape(a)[1:]), a.dtype) for a in arrays]
-            if kwargs.get("key") is not None:
-                specs.append(kwargs["key"])
-            shapes = jax.eval_shape(fn, *specs)
-            return jax.tree.map(lambda s: np.zeros((0, *s.shape[1:]), s.dtype), shapes)
-        return map_batches(fn, arrays, **kwargs)
-
-    _autoattack.verify = verify_or_empty
-    _autoattack.map_batches = map_batches_or_empty
-    return (
-        "with zero examples left to attack this advjax fails ("
-        + "; ".join(failures)
-        + "), so autoattack would raise once every point is broken; its verify and "
-        "map_batches were wrapped to return empty results for empty inputs"
-    )
-
-
 def measure_autoattack(logits_fn, x, y, cfg, recorder) -> dict[str, Any]:
     """AutoAttack's standard ensemble (or a reduced one if time is short), cold then warm."""
     import jax
@@ -605,7 +550,6 @@ def measure_autoattack(logits_fn, x, y, cfg, recorder) -> dict[str, Any]:
         steps, targets, queries = cfg.aa_reduced
         ensemble = "reduced"
     attacks = evaluation.standard_attacks(EPS, steps=steps, targets=targets, queries=queries)
-    workaround = _all_broken_workaround()
     n = min(cfg.aa_examples, len(x))
     xs, ys = x[:n], y[:n]
     call = dict(eps=EPS, key=jax.random.key(7), version="custom", attacks=attacks)
@@ -632,7 +576,6 @@ def measure_autoattack(logits_fn, x, y, cfg, recorder) -> dict[str, Any]:
             f"({'tiny configuration' if cfg.tiny else 'too little budget left'})"
         ),
         "attacks": {"steps": steps, "targets": targets, "queries": queries},
-        "workaround": workaround,
         "num_examples": n,
         "clean_accuracy": result.clean_accuracy,
         "robust_accuracy": result.robust_accuracy,
