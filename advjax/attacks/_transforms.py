@@ -23,7 +23,27 @@ from advjax.losses import Loss, get_loss
 
 
 def restart_keys(key: jax.Array, restarts: int) -> jax.Array:
-    """The per-restart keys: restart ``i`` uses ``fold_in(key, i)``."""
+    """The per-restart keys: restart ``i`` uses ``fold_in(key, i)``.
+
+    Args:
+      key: a PRNG key (``jax.random.key``), the caller's key for the whole run.
+      restarts: the number of keys ``R`` to make (a Python int; ``0`` gives none).
+
+    Returns:
+      ``R`` keys stacked on a leading axis (``key[R]``); key ``i`` is
+      ``jax.random.fold_in(key, i)``.
+
+    Example:
+      >>> import jax
+      >>> from advjax.attacks import restart_keys
+      >>> key = jax.random.key(0)
+      >>> keys = restart_keys(key, 3)
+      >>> keys.shape
+      (3,)
+      >>> same = jax.random.key_data(keys[2]) == jax.random.key_data(jax.random.fold_in(key, 2))
+      >>> bool(same.all())
+      True
+    """
     return jax.vmap(lambda index: jax.random.fold_in(key, index))(jnp.arange(restarts))
 
 
@@ -167,6 +187,41 @@ def choose_targets(logits: jax.Array, y: jax.Array, targets, key: jax.Array) -> 
     (``(y + 1) % K``), ``"second"`` (the most likely wrong class by the clean
     logits), ``"least_likely"``, an int array ``[B]``, or a callable
     ``(logits, y, key) -> [B]``.
+
+    Args:
+      logits: the clean logits ``[B, K]`` (``K >= 2`` classes).
+      y: the true labels, integer ``[B]`` or one-hot/probability rows ``[B, K]``
+        (their argmax).
+      targets: one of the rules above.
+      key: PRNG key, used by ``"random"`` and passed on to a callable.
+
+    Returns:
+      ``int32[B]`` target classes in ``[0, K)``; the named rules never pick the
+      true class.
+
+    Raises:
+      ValueError: ``K < 2``, an unknown rule name, or a target array that is not
+        integer with shape ``[B]``.
+      InvalidInputError: a target array with a class outside ``[0, K)`` (a
+        ``ValueError``; under ``jax.jit`` wrapped in ``jax.errors.JaxRuntimeError``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks import choose_targets
+      >>> logits = jnp.array([[3.0, 2.0, 1.0], [0.0, 1.0, 5.0]])
+      >>> y, key = jnp.array([0, 2]), jax.random.key(0)
+      >>> choose_targets(logits, y, "next", key).tolist()
+      [1, 0]
+      >>> choose_targets(logits, y, "second", key).tolist()
+      [1, 1]
+      >>> choose_targets(logits, y, "least_likely", key).tolist()
+      [2, 0]
+      >>> bool((choose_targets(logits, y, "random", key) != y).all())
+      True
+      >>> choose_targets(logits, y, "nearest", key)
+      Traceback (most recent call last):
+        ...
+      ValueError: unknown targets 'nearest'; choose 'random', 'next', ...
     """
     num_classes = logits.shape[-1]
     check_classes(num_classes, 2, "choose_targets (a target other than the true class)")

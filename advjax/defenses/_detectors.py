@@ -35,6 +35,28 @@ class Detector:
       threshold: inputs with ``score > threshold`` are flagged; ``None`` until calibrated.
       fpr: the false-positive rate the threshold was calibrated for.
       scale: the spread (std) of clean scores, for normalised margins.
+
+    ``scores(x)`` gives ``score[B]``; ``flags(x)`` gives ``bool[B]`` and
+    ``margin(x)`` gives ``(score - threshold) / scale`` as ``[B]``, both once a
+    threshold is set (usually by :func:`calibrate`).
+
+    Raises:
+      ValueError: ``flags`` or ``margin`` on a detector without a threshold.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.defenses import Detector
+      >>> x = jnp.array([[0.5, 0.0], [3.0, 4.0]])
+      >>> det = Detector("l1", lambda x: jnp.abs(x).sum(axis=1))
+      >>> det.scores(x).tolist()
+      [0.5, 7.0]
+      >>> det.flags(x)
+      Traceback (most recent call last):
+        ...
+      ValueError: detector 'l1' is not calibrated: call calibrate(...)
+      >>> det = Detector("l1", lambda x: jnp.abs(x).sum(axis=1), threshold=1.0, scale=2.0)
+      >>> det.flags(x).tolist(), det.margin(x).tolist()
+      ([False, True], [-0.25, 3.0])
     """
 
     name: str
@@ -74,7 +96,27 @@ def _check_fpr(fpr) -> float:
 
 
 def batched_scores(score_fn: ScoreFn, x, batch_size: int = 500) -> np.ndarray:
-    """Scores of ``x`` computed in jitted batches (numpy ``[N]``)."""
+    """Scores of ``x`` computed in jitted batches (numpy ``[N]``).
+
+    Args:
+      score_fn: ``x[B, ...] -> score[B]`` (jitted here; a last, smaller batch
+        compiles once more).
+      x: inputs ``[N, ...]`` (numpy or jax), ``N >= 1``.
+      batch_size: inputs per jitted call.
+
+    Returns:
+      A numpy array ``[N]`` of the scores, in the order of ``x``.
+
+    Raises:
+      ValueError: when ``x`` is empty (there is nothing to concatenate).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.defenses import batched_scores
+      >>> x = jnp.arange(10.0).reshape(5, 2)
+      >>> batched_scores(lambda x: x.sum(axis=1), x, batch_size=2).tolist()
+      [1.0, 5.0, 9.0, 13.0, 17.0]
+    """
     jitted = jax.jit(score_fn)
     parts = [np.asarray(jitted(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
     return np.concatenate(parts)
@@ -121,7 +163,26 @@ def calibrate(detector: Detector, x_clean, fpr: float = 0.05, *, batch_size: int
 
 
 def false_positive_rate(detector: Detector, x_clean, *, batch_size: int = 500) -> float:
-    """Fraction of ``x_clean`` that a calibrated detector flags."""
+    """Fraction of ``x_clean`` that a calibrated detector flags.
+
+    Args:
+      detector: a detector with a threshold (see :func:`calibrate`).
+      x_clean: clean inputs ``[N, ...]``, ideally not those it was calibrated on.
+      batch_size: scoring batch size.
+
+    Returns:
+      The share of ``x_clean`` with ``score > threshold``, a float in ``[0, 1]``.
+
+    Raises:
+      ValueError: when the detector has no threshold, or ``x_clean`` is empty.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.defenses import Detector, false_positive_rate
+      >>> det = Detector("l1", lambda x: jnp.abs(x).sum(axis=1), threshold=1.0)
+      >>> false_positive_rate(det, jnp.array([[0.5], [2.0], [0.1], [0.2]]))
+      0.25
+    """
     threshold = detector._require_threshold()
     return float(np.mean(batched_scores(detector.score_fn, x_clean, batch_size) > threshold))
 

@@ -104,6 +104,26 @@ def agreement(logits_fns: Sequence[Callable], labels: jax.Array, x: jax.Array) -
 
 
 def soft_agreement(logits_fns: Sequence[Callable], labels: jax.Array, x: jax.Array) -> jax.Array:
-    """Differentiable surrogate of :func:`agreement`: mean member probability of ``labels``."""
+    """Differentiable surrogate of :func:`agreement`: mean member probability of ``labels``.
+
+    Args:
+      logits_fns: the members, each ``x -> logits[B, K]``.
+      labels: integer labels ``[B]`` whose probability is averaged.
+      x: inputs ``[B, ...]``.
+
+    Returns:
+      ``[B]``: per example, the mean over members of ``softmax(logits)[labels]``,
+      in ``[0, 1]``; differentiable in ``x``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.defenses import agreement, soft_agreement
+      >>> fns = [lambda x: x, lambda x: 2 * x]
+      >>> x, labels = jnp.array([[1.0, 0.0]]), jnp.array([0])
+      >>> round(float(soft_agreement(fns, labels, x)[0]), 3), agreement(fns, labels, x).tolist()
+      (0.806, [1.0])
+      >>> jax.grad(lambda x: soft_agreement(fns, labels, x).sum())(x).shape
+      (1, 2)
+    """
     probs = jnp.stack([jax.nn.softmax(f(x), axis=-1) for f in logits_fns])  # [M, B, K]
     return jnp.mean(jnp.take_along_axis(probs, labels[None, :, None], axis=-1)[..., 0], axis=0)

@@ -37,7 +37,31 @@ from advjax.defenses._preprocess import DefendedLogits
 
 
 class RandomizedWithoutEOTWarning(UserWarning):
-    """A randomized defense was attacked without Expectation over Transformation."""
+    """A randomized defense was attacked without Expectation over Transformation.
+
+    :func:`evaluate_defense` warns with it when ``eot_samples=1`` for a
+    randomized defense: each attack step then sees one random draw, so the
+    adaptive robust accuracy it reports is likely an over-estimate (the result
+    also has ``randomized_without_eot=True``). A ``UserWarning``: filter it, or
+    turn it into an error, with :mod:`warnings`.
+
+    Example:
+      >>> import warnings
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> from advjax.defenses import (RandomizedWithoutEOTWarning, evaluate_defense,
+      ...                              gaussian_noise, preprocess)
+      >>> f = lambda x: jnp.stack([x.mean((1, 2, 3)), 0.5 - x.mean((1, 2, 3))], -1)
+      >>> x, y = jnp.full((2, 2, 2, 1), 0.6), jnp.array([0, 0])
+      >>> attack = advjax.pgd(0.1, steps=2)
+      >>> with warnings.catch_warnings(record=True) as caught:
+      ...     warnings.simplefilter("always")
+      ...     result = evaluate_defense(preprocess(f, gaussian_noise(0.05)), x, y, eps=0.1,
+      ...                               key=jax.random.key(0), base_logits_fn=f, eot_samples=1,
+      ...                               naive_attack=attack, adaptive_attack=attack)
+      >>> [w.category is RandomizedWithoutEOTWarning for w in caught], result.randomized_without_eot
+      ([True], True)
+    """
 
 
 @dataclasses.dataclass
@@ -66,6 +90,19 @@ class DefenseResult:
         attack but not the Square attack (already counted in the adaptive figure).
       rejected_points: attack outputs (naive and adaptive) that were not finite, or
         outside the eps-ball or ``[0, 1]``, and so were not counted as attacks.
+
+    ``markdown_header()`` and ``markdown_row()`` give the table lines that
+    :func:`to_markdown` joins (accuracies as percentages, overhead as ``1.2x``).
+
+    Example:
+      >>> from advjax.defenses import DefenseResult
+      >>> r = DefenseResult("bit_depth(1)", "mlp", eps=0.3, examples=100, clean_accuracy=0.98,
+      ...                   false_positive_rate=0.0, naive_robust_accuracy=0.4,
+      ...                   adaptive_robust_accuracy=0.05, robust_accuracy=0.05, overhead=1.2,
+      ...                   randomized=False, eot_samples=1, randomized_without_eot=False,
+      ...                   attack_seconds=12.5)
+      >>> r.markdown_row()
+      '| mlp | bit_depth(1) | 98.0% | 0.0% | 40.0% | 5.0% | 5.0% | - | 1.2x | - |'
     """
 
     name: str
@@ -111,7 +148,26 @@ class DefenseResult:
 
 
 def to_markdown(results: Sequence[DefenseResult]) -> str:
-    """A markdown table of results."""
+    """A markdown table of results.
+
+    Args:
+      results: rows of the table, e.g. one :func:`evaluate_defense` result per
+        defense.
+
+    Returns:
+      The header, the separator line and one line per result (accuracies as
+      percentages), joined by newlines, without a trailing newline.
+
+    Example:
+      >>> from advjax.defenses import DefenseResult, to_markdown
+      >>> r = DefenseResult("bit_depth(1)", "mlp", 0.3, 100, 0.98, 0.0, 0.4, 0.05, 0.05, 1.2,
+      ...                   False, 1, False, 12.5)
+      >>> table = to_markdown([r])
+      >>> len(table.splitlines()), table.startswith("| model | defense | clean acc |")
+      (3, True)
+      >>> table.splitlines()[-1]
+      '| mlp | bit_depth(1) | 98.0% | 0.0% | 40.0% | 5.0% | 5.0% | - | 1.2x | - |'
+    """
     return "\n".join([DefenseResult.markdown_header(), *(r.markdown_row() for r in results)])
 
 

@@ -43,6 +43,25 @@ class Guarded:
         prediction is below it.
       sharpness: how steeply the adaptive objective rewards staying below the
         detectors' thresholds (per unit of normalised margin).
+
+    :func:`guard` builds one with its arguments checked. ``predict(x, key=None)``
+    gives labels ``[B]`` with ``-1`` (``ABSTAIN``) where it abstains,
+    ``abstains(x, key=None)`` gives ``bool[B]``, and ``attack_logits(y)`` the
+    adaptive attack target ``x -> logits[B, K]`` (see the module docstring).
+
+    Raises:
+      ValueError: from ``predict``/``abstains`` when a detector is not calibrated
+        (:func:`guard` refuses such detectors up front).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.defenses import Guarded
+      >>> g = Guarded(lambda x: x, min_confidence=0.9)
+      >>> x = jnp.array([[5.0, 0.0], [0.1, 0.0]])
+      >>> g.predict(x).tolist(), g.abstains(x).tolist()
+      ([0, -1], [False, True])
+      >>> g.attack_logits(jnp.array([0, 0]))(x).argmax(-1).tolist()   # abstaining is no success
+      [0, 0]
     """
 
     logits_fn: Callable

@@ -38,6 +38,28 @@ class Preprocessor:
         adaptive attacks use :meth:`bpda`.
       approx: a differentiable ``(x, key) -> x'`` approximating ``fn`` for BPDA;
         ``None`` is the identity.
+
+    Calling it as ``p(x, key=None)`` applies ``fn`` to images ``x[B, H, W, C]``
+    in ``[0, 1]`` and returns images of the same shape and range.
+
+    Raises:
+      ValueError: when a randomized preprocessor is called without a key.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.defenses import Preprocessor
+      >>> invert = Preprocessor("invert", lambda x, key: 1.0 - x)
+      >>> invert(jnp.array([0.25, 1.0])).tolist()
+      [0.75, 0.0]
+      >>> snap = Preprocessor("round", lambda x, key: jnp.round(x), differentiable=False)
+      >>> jax.grad(lambda x: snap(x).sum())(jnp.array([0.3])).tolist()   # masked gradient
+      [0.0]
+      >>> jax.grad(lambda x: snap.bpda()(x).sum())(jnp.array([0.3])).tolist()   # BPDA: identity
+      [1.0]
+      >>> Preprocessor("noise", lambda x, key: x, randomized=True)(jnp.zeros(1))
+      Traceback (most recent call last):
+        ...
+      ValueError: noise is randomized: pass key=jax.random.key(...)
     """
 
     name: str
@@ -294,8 +316,29 @@ class DefendedLogits:
     :meth:`adaptive` returns the BPDA version an adaptive attacker differentiates.
 
     Attributes:
-      logits_fn: the undefended model.
+      logits_fn: the undefended model, ``x[B, H, W, C] -> logits[B, K]``.
       preprocessor: the (possibly chained) preprocessor.
+
+    Calling it returns ``logits[B, K]`` for images ``x[B, H, W, C]`` in
+    ``[0, 1]``; :attr:`randomized` and :attr:`name` are the preprocessor's.
+
+    Raises:
+      ValueError: when a randomized one is called without a key.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.defenses import DefendedLogits, bit_depth, gaussian_noise
+      >>> flat = lambda x: x.reshape(x.shape[0], -1)
+      >>> defended = DefendedLogits(flat, bit_depth(1))
+      >>> x = jnp.full((1, 1, 2, 1), 0.7)
+      >>> defended(x).tolist(), defended.randomized, defended.name
+      ([[1.0, 1.0]], False, 'bit_depth(1)')
+      >>> jax.grad(lambda x: defended(x).sum())(x).ravel().tolist()   # naive: masked
+      [0.0, 0.0]
+      >>> jax.grad(lambda x: defended.adaptive()(x).sum())(x).ravel().tolist()   # BPDA
+      [1.0, 1.0]
+      >>> DefendedLogits(flat, gaussian_noise(0.1))(x, jax.random.key(0)).shape
+      (1, 2)
     """
 
     logits_fn: Callable[[jax.Array], jax.Array]

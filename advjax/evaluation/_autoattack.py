@@ -85,6 +85,36 @@ def rand_attacks(
 
     Built on :func:`advjax.attacks.eot`; the attacks take a randomized
     ``logits_fn(x, key)``.
+
+    Args:
+      eps: the budget, in ``norm``, in input units.
+      norm: ``"linf"`` or ``"l2"``.
+      steps: APGD iterations per attack.
+      eot_samples: random draws averaged per gradient (EOT).
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      ``{"apgd-ce": attack, "apgd-dlr": attack}``, each
+      ``attack(logits_fn, x, y, *, key) -> x_adv`` with ``x_adv`` shaped like
+      ``x``; APGD-DLR needs a model with at least 3 classes.
+
+    Raises:
+      ValueError: a bad budget, norm, step count or ``eot_samples`` (from
+        :func:`advjax.apgd` and :func:`advjax.attacks.eot`).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.evaluation import rand_attacks
+      >>> attacks = rand_attacks(0.1, steps=2, eot_samples=2)
+      >>> list(attacks)
+      ['apgd-ce', 'apgd-dlr']
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> noisy = lambda x, key: (x + 0.01 * jax.random.normal(key, x.shape)) @ w
+      >>> x, y = jnp.array([[0.6, 0.4], [0.9, 0.1]]), jnp.array([0, 0])
+      >>> x_adv = attacks["apgd-ce"](noisy, x, y, key=jax.random.key(0))
+      >>> x_adv.shape, bool(jnp.abs(x_adv - x).max() <= 0.1 + 1e-6)
+      ((2, 2), True)
     """
     box = dict(clip_min=clip_min, clip_max=clip_max, early_stop=False)
     return {
@@ -109,6 +139,23 @@ class AutoAttackResult:
         counted, however they were classified.
       warnings: gradient-masking warnings (see :func:`gradient_masking_checks`).
       diagnostics: the figures behind the warnings.
+
+    Shares are fractions of all ``N`` examples, in ``[0, 1]``; seconds are wall
+    time, compile included.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> w = jnp.array([[1.0, -1.0], [-1.0, 1.0]])
+      >>> x, y = jnp.array([[0.6, 0.4], [0.9, 0.1]]), jnp.array([0, 0])
+      >>> result = advjax.evaluation.autoattack(lambda x: x @ w, x, y, eps=0.15,
+      ...                                       key=jax.random.key(0), version="custom",
+      ...                                       attacks={"fgsm": advjax.fgsm(0.15)},
+      ...                                       diagnostics=False)
+      >>> result.clean_accuracy, result.robust_accuracy, result.robust.tolist()
+      (1.0, 0.5, [False, True])
+      >>> result.attacks_run, result.per_attack["fgsm"]["broken"], result.x_adv.shape
+      (['fgsm'], 1, (2, 2))
     """
 
     clean_accuracy: float

@@ -180,8 +180,32 @@ def curve_checks(report, black_box: tuple[str, ...] = ()) -> tuple[dict[str, Any
     containing ``square``, ``hopskipjump``, ``one_pixel``) beats every white-box
     attack at some budget.
 
+    Args:
+      report: a :class:`~advjax.evaluation.RobustnessReport` (or any object with
+        its ``norm``, ``epsilons``, ``attacks`` and ``worst_case``).
+      black_box: names of further attacks in ``report`` to treat as black-box.
+
+    Returns:
+      ``(figures, warnings)``: ``figures["flat_curves"]`` lists the attacks whose
+      curve does not fall, ``figures["black_box_wins"]`` the budgets at which a
+      black-box attack beats every white-box one; ``warnings`` is a list of
+      human-readable strings (empty when nothing is found).
+
     Example:
-      >>> # figures, warnings = advjax.evaluation.curve_checks(report)
+      >>> from advjax.evaluation import AttackResult, RobustnessReport, curve_checks
+      >>> nan = float("nan")
+      >>> pgd = AttackResult("pgd", [0.9, 0.8, 0.8], [0.0, 0.1, 0.1], [nan, 0.1, 0.1],
+      ...                    [nan, 0.1, 0.1], 1.0)
+      >>> sq = AttackResult("square", [0.9, 0.6, 0.4], [0.0, 0.3, 0.5], [nan, 0.1, 0.15],
+      ...                   [nan, 0.1, 0.15], 2.0)
+      >>> worst = AttackResult("worst_case", [0.9, 0.6, 0.4], [0.0, 0.3, 0.5], [nan, 0.1, 0.15],
+      ...                      [nan, 0.1, 0.15], 3.0)
+      >>> report = RobustnessReport("linf", [0.0, 0.1, 0.2], 10, 0.9, [pgd, sq], worst)
+      >>> figures, warnings = curve_checks(report)
+      >>> figures
+      {'flat_curves': ['pgd'], 'black_box_wins': [0.1, 0.2]}
+      >>> len(warnings)
+      2
     """
     epsilons = np.asarray(report.epsilons, dtype=float)
     positive = np.flatnonzero(epsilons > 0)

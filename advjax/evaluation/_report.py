@@ -24,8 +24,24 @@ def _number(value: float) -> str:
 def format_table(report: RobustnessReport) -> str:
     """A Markdown table of robust accuracy per attack (rows) and budget (columns).
 
+    Args:
+      report: the :class:`RobustnessReport` to tabulate.
+
+    Returns:
+      The table as one string (no trailing newline): a row per attack and one
+      for ``worst_case``, accuracies as percentages, and each attack's wall time
+      in seconds.
+
     Example:
-      >>> # print(advjax.evaluation.format_table(report))
+      >>> from advjax.evaluation import AttackResult, RobustnessReport, format_table
+      >>> pgd = AttackResult("pgd", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> worst = AttackResult("worst_case", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> report = RobustnessReport("linf", [0.0, 0.1], 10, 0.9, [pgd], worst)
+      >>> print(format_table(report))
+      | attack | eps=0 | eps=0.1 | time (s) |
+      |---|---|---|---|
+      | pgd | 90.00% | 50.00% | 1.0 |
+      | worst_case | 90.00% | 50.00% | 1.0 |
     """
     header = "| attack | " + " | ".join(f"eps={e:g}" for e in report.epsilons) + " | time (s) |"
     rule = "|---" * (len(report.epsilons) + 2) + "|"
@@ -52,7 +68,29 @@ def _detail_table(report: RobustnessReport) -> str:
 
 
 def to_markdown(report: RobustnessReport, title: str = "Robustness report") -> str:
-    """The whole report as Markdown: summary, robust accuracy table, details, metadata."""
+    """The whole report as Markdown: summary, robust accuracy table, details, metadata.
+
+    Args:
+      report: the :class:`RobustnessReport` to render.
+      title: the level-1 heading.
+
+    Returns:
+      The Markdown text, ending with a newline: the summary, :func:`format_table`,
+      success rates and perturbation norms per attack and budget, the
+      gradient-masking diagnostics (when the report has any) and ``report.meta``
+      as JSON (when not empty).
+
+    Example:
+      >>> from advjax.evaluation import AttackResult, RobustnessReport, to_markdown
+      >>> pgd = AttackResult("pgd", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> worst = AttackResult("worst_case", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> report = RobustnessReport("linf", [0.0, 0.1], 10, 0.9, [pgd], worst)
+      >>> text = to_markdown(report, "Demo")
+      >>> text.splitlines()[:5]
+      ['# Demo', '', '- examples: 10', '- threat model: linf', '- clean accuracy: 90.00%']
+      >>> "| pgd | 0.1 | 50.00% | 40.00% | 0.1000 | 0.1000 |" in text
+      True
+    """
     lines = [
         f"# {title}",
         "",
@@ -167,11 +205,32 @@ def plot_robustness_curve(report: RobustnessReport, path: str | Path) -> Path:
 def write_report(report: RobustnessReport, directory: str | Path, title: str = "Robustness report"):
     """Writes ``report.json``, ``report.md`` and ``robustness_curve.png`` into ``directory``.
 
+    Existing files of those names are overwritten.
+
+    Args:
+      report: the :class:`RobustnessReport` to write.
+      directory: the folder to write into; created, with its parents, if missing.
+      title: the Markdown report's heading (see :func:`to_markdown`).
+
     Returns:
-      The three paths, in that order.
+      The three paths (``pathlib.Path``), in that order.
+
+    Raises:
+      OSError: when the directory or a file cannot be written.
 
     Example:
-      >>> # advjax.evaluation.write_report(report, "runs/quickstart")
+      >>> import json, pathlib, tempfile
+      >>> from advjax.evaluation import AttackResult, RobustnessReport, write_report
+      >>> pgd = AttackResult("pgd", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> worst = AttackResult("worst_case", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> report = RobustnessReport("linf", [0.0, 0.1], 10, 0.9, [pgd], worst)
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     paths = write_report(report, pathlib.Path(tmp) / "run")
+      ...     saved = json.loads(paths[0].read_text())
+      >>> [path.name for path in paths]
+      ['report.json', 'report.md', 'robustness_curve.png']
+      >>> saved["clean_accuracy"], saved["epsilons"]
+      (0.9, [0.0, 0.1])
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,18 @@ class AttackResult:
       rejected: per reason (``non_finite``, ``outside_ball``, ``outside_box``),
         per budget, how many returned points failed that check and so were not
         counted as adversarial examples, however they were classified.
+
+    Every list has one entry per budget of the report's ``epsilons``; shares are
+    fractions in ``[0, 1]`` and norms are in the report's ``norm``, in input
+    units.
+
+    Example:
+      >>> from advjax.evaluation import AttackResult
+      >>> nan = float("nan")   # no broken example at eps=0: no norm
+      >>> pgd = AttackResult("pgd", robust_accuracy=[0.9, 0.5], success_rate=[0.0, 0.44],
+      ...                    mean_norm=[nan, 0.1], median_norm=[nan, 0.1], seconds=1.0)
+      >>> pgd.robust_accuracy[-1], pgd.rejected
+      (0.5, {})
     """
 
     name: str
@@ -72,6 +84,33 @@ class RobustnessReport:
     never above any single attack's figure. ``warnings`` lists gradient-masking
     signs found by :func:`advjax.evaluation.gradient_masking_checks` and
     :func:`advjax.evaluation.curve_checks`; ``diagnostics`` holds their figures.
+
+    Attributes:
+      norm: the threat model's name (``"linf"``, ``"l2"``, ...), in which the
+        budgets and perturbation norms are measured.
+      epsilons: the budgets ``[E]``, strictly increasing, in input units.
+      num_examples: the number of examples ``N`` evaluated.
+      clean_accuracy: share of examples classified correctly, in ``[0, 1]``.
+      attacks: one :class:`AttackResult` per attack, in the order run.
+      worst_case: the per-example worst case over all attacks, as an
+        :class:`AttackResult` named ``"worst_case"``.
+      meta: free-form facts about the run (model, data, seeds), for the report.
+      diagnostics: the figures of the gradient-masking and validity checks.
+      warnings: human-readable warnings from those checks.
+
+    Example:
+      >>> from advjax.evaluation import AttackResult, RobustnessReport
+      >>> pgd = AttackResult("pgd", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> worst = AttackResult("worst_case", [0.9, 0.5], [0.0, 0.4], [0.0, 0.1], [0.0, 0.1], 1.0)
+      >>> report = RobustnessReport("linf", [0.0, 0.1], 10, 0.9, [pgd], worst)
+      >>> report.robust_accuracy("pgd", 0.1), report.robust_accuracy("worst_case", 0.0)
+      (0.5, 0.9)
+      >>> report.to_dict()["worst_case"]["robust_accuracy"]
+      [0.9, 0.5]
+      >>> report.robust_accuracy("fgsm", 0.1)
+      Traceback (most recent call last):
+        ...
+      KeyError: "no attack 'fgsm' in this report; it has ['pgd', 'worst_case']."
     """
 
     norm: str
@@ -85,7 +124,18 @@ class RobustnessReport:
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def robust_accuracy(self, attack: str, eps: float) -> float:
-        """The robust accuracy of ``attack`` (or ``"worst_case"``) at budget ``eps``."""
+        """The robust accuracy of ``attack`` (or ``"worst_case"``) at budget ``eps``.
+
+        Args:
+          attack: an attack's name in :attr:`attacks`, or ``"worst_case"``.
+          eps: one of :attr:`epsilons` (matched with a relative tolerance of 1e-6).
+
+        Returns:
+          The share of examples still robust, in ``[0, 1]``.
+
+        Raises:
+          KeyError: ``eps`` is not a budget of the report, or ``attack`` is not in it.
+        """
         matches = [i for i, e in enumerate(self.epsilons) if math.isclose(e, eps, rel_tol=1e-6)]
         if not matches:
             raise KeyError(f"eps {eps} is not in this report's budgets {self.epsilons}.")

@@ -29,7 +29,37 @@ BEST = "best"
 
 @dataclasses.dataclass
 class FitResult:
-    """What :func:`fit` returns: the final state and the per-epoch history."""
+    """What :func:`fit` returns: the final state and the per-epoch history.
+
+    Attributes:
+      state: the :class:`TrainState` after the last step run.
+      history: one record per completed epoch: ``epoch`` (1-based), ``step``,
+        ``train/<metric>`` (means of the step metrics over the epoch),
+        ``eval/<metric>`` (from ``eval_fn``, if given) and ``time/seconds``
+        (wall time since the call started).
+      best: ``{"epoch", "step", best_metric: value}`` of the epoch with the
+        highest ``best_metric``, or ``None`` if it was never logged.
+      train_seconds: wall time of this call's training loop, in seconds.
+      stopped: why training stopped early (:class:`EarlyStopping`), or ``None``.
+      best_state: a host copy of the state at the best epoch when
+        ``keep_best_state=True``, else ``None``.
+
+    Example:
+      >>> import jax, numpy as np, optax
+      >>> from advjax import data, models, train
+      >>> ds = data.Dataset(np.zeros((8, 4, 4, 1), np.uint8), np.zeros(8, np.int32), "z", 10)
+      >>> model = models.get_model("mlp")
+      >>> v = models.init_model(model, jax.random.key(0), (4, 4, 1))
+      >>> state = train.TrainState.create(apply_fn=model.apply, params=v["params"],
+      ...                                 tx=optax.sgd(0.1))
+      >>> result = train.fit(state, ds, train.make_step(train.standard()), epochs=2,
+      ...                    batch_size=4, key=jax.random.key(1), progress=False,
+      ...                    eval_fn=lambda s: {"adv_acc": 0.5}, keep_best_state=True)
+      >>> [record["epoch"] for record in result.history], int(result.state.step)
+      ([1, 2], 4)
+      >>> result.best, int(result.best_state.step), result.stopped
+      ({'epoch': 1, 'step': 2, 'eval/adv_acc': 0.5}, 2, None)
+    """
 
     state: TrainState
     history: list[dict[str, Any]]
