@@ -138,7 +138,10 @@ def project_to_threat(threat: ThreatModel, x, candidate, eps, clip_min, clip_max
       >>> [round(v, 4) for v in out[0].tolist()]
       [0.8, 0.9]
     """
-    delta = threat.box_project(candidate - x, eps, clip_min - x, clip_max - x)
+    if threat.box_by_clipping:  # the final clip to the range is the box part: no box arrays
+        delta = threat.project(candidate - x, eps)
+    else:
+        delta = threat.box_project(candidate - x, eps, clip_min - x, clip_max - x)
     return jnp.clip(x + delta, clip_min, clip_max)
 
 

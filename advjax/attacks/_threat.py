@@ -141,6 +141,20 @@ class ThreatModel:
         if self.box_project is None:
             object.__setattr__(self, "box_project", _ClippedProjection(self.project))
 
+    @property
+    def box_by_clipping(self) -> bool:
+        """Whether ``box_project`` is ``clip(project(delta))``, so a clip to the range does it.
+
+        Attacks then project on the ball and clip the point to the range, without
+        building the box's ``[B, ...]`` bounds inside their loops.
+
+        Example:
+          >>> from advjax.attacks import l1, linf
+          >>> linf.box_by_clipping, l1.box_by_clipping
+          (True, False)
+        """
+        return isinstance(self.box_project, _ClippedProjection)
+
 
 def _linf_project(delta, eps):
     eps = per_example_value(eps, delta)
