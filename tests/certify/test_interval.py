@@ -192,7 +192,7 @@ def test_certify_interval_unsupported_names_primitive(fn, prim):
     with pytest.raises(UnsupportedPrimitiveError) as err:
         interval_bounds(lambda x: 2 * fn(x))(jnp.zeros(3), jnp.ones(3))
     msg = str(err.value)
-    assert f"'{prim}'" in msg and "test_certify_interval.py" in msg
+    assert f"'{prim}'" in msg and "test_interval.py" in msg
     assert err.value.primitive == prim
 
 

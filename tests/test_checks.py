@@ -1,6 +1,6 @@
 """The seven inputs of issue 14, each with its right value or clear error.
 
-Each test names the kind of fault it guards against; ``tests/test_validation_fuzz.py``
+Each test names the kind of fault it guards against; ``tests/test_checks_fuzz.py``
 drives every entry point with generated inputs of the same kinds.
 """
 

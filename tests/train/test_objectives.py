@@ -71,7 +71,7 @@ OBJECTIVES = {
 }
 
 
-# pgd_at's mixed and plain forms are also covered by test_train_resume.py; the others here
+# pgd_at's mixed and plain forms are also covered by test_fit_and_checkpoint.py; the others here
 # by the property tests below, so their full step runs only with -m slow.
 COVERED_ELSEWHERE = {"pgd_at", "pgd_at_mixed", "grad_l1", "distill_teacher", "distill_student"}
 
