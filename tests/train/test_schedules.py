@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import sys
 
@@ -186,29 +184,3 @@ def test_mixed_precision_computes_in_bf16_with_fp32_params_and_loss():
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new_state.params))
     with pytest.raises(ValueError, match="floating"):
         train.mixed_precision(lambda *a: a, dtype=jnp.int32)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "advjax.train._schedules",
-        "advjax.train._callbacks",
-        "advjax.train._precision",
-        "advjax.train._trades",
-        "advjax.train._mart",
-        "advjax.train._fast",
-        "advjax.train._regularizers",
-        "advjax.train._distillation",
-        "advjax.train._objectives",
-        "advjax.train._awp",
-    ],
-)
-def test_train_docstring_examples_run(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-
-
-@pytest.mark.slow
-def test_free_at_docstring_example_runs():
-    result = doctest.testmod(importlib.import_module("advjax.train._free"))
-    assert result.failed == 0
