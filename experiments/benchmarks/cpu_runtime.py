@@ -61,11 +61,15 @@ def worker() -> None:
 
     mlp = models.get_model("mlp")
     mlp_logits = models.eval_logits_fn(mlp, models.init_model(mlp, jax.random.key(3), (28, 28, 1)))
-    small_apgd = jax.jit(lambda x, y, key: advjax.apgd(0.3, steps=100)(mlp_logits, x, y, key=key))
+    # early_stop=False and labels = the MLP's own predictions: all 100 steps run on every point
+    # (with the true labels an untrained MLP is wrong on ~90% at once and APGD stops early).
+    apgd100 = advjax.apgd(0.3, steps=100, early_stop=False)
+    small_apgd = jax.jit(lambda x, y, key: apgd100(mlp_logits, x, y, key=key))
+    y_mlp = np.asarray(jax.numpy.argmax(mlp_logits(x_eval[:16]), -1))
 
     def run(job: str):
         if job == "small_apgd":
-            return small_apgd(x_eval[:16], y_eval[:16], jax.random.key(4))
+            return small_apgd(x_eval[:16], y_mlp, jax.random.key(4))
         if job == "train_step":
             current["state"] = step(current["state"], batch, jax.random.key(1))[0]
             return current["state"].params
