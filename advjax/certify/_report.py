@@ -31,6 +31,7 @@ def certified_report(
     batch_size: int = 500,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
+    return_masks: bool = False,
 ) -> dict:
     """Clean, PGD and certified (verified) L-inf accuracy per epsilon and method.
 
@@ -56,6 +57,9 @@ def certified_report(
         batch_size: Examples per compiled call.
         clip_min: Lower end of the valid input range.
         clip_max: Upper end of the valid input range.
+        return_masks: Also return the per-example flags under ``"masks"``:
+            ``correct`` ``[N]``, ``certified`` ``{method: [E, N]}`` and
+            ``pgd_robust`` ``[E, n_attacked]`` (numpy bool arrays; not JSON).
 
     Returns:
         A JSON-serialisable dict with ``n``, ``clean_acc``, ``epsilons``,
@@ -121,6 +125,8 @@ def certified_report(
         "consistent": None,
         "seconds": seconds,
     }
+    if return_masks:
+        report["masks"] = {"correct": correct, "certified": certified, "pgd_robust": None}
     if key is None:
         return report
 
@@ -159,6 +165,8 @@ def certified_report(
     }
     report["violations"] = [int(v) for v in violations]
     report["consistent"] = bool(np.all(violations == 0))
+    if return_masks:
+        report["masks"]["pgd_robust"] = robust
     return report
 
 

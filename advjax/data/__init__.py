@@ -46,9 +46,13 @@ from advjax.data._idx import (
 )
 from advjax.data._loaders import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist
 from advjax.data._map import bucket_size, map_batches
+from advjax.data._named import NAMED_DATASETS, NamedDataset, load_named
 from advjax.data._registry import REGISTRY, DatasetSource, RemoteFile
 
 __all__ = [
+    "NAMED_DATASETS",
+    "NamedDataset",
+    "load_named",
     "bucket_size",
     "map_batches",
     "ENV_VAR",

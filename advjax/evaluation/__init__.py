@@ -18,7 +18,12 @@ from advjax.evaluation._report import (
     to_markdown,
     write_report,
 )
-from advjax.evaluation._robustness import AttackResult, RobustnessReport, evaluate
+from advjax.evaluation._robustness import (
+    AttackResult,
+    RobustnessReport,
+    evaluate,
+    summarise_attack,
+)
 
 __all__ = [
     "AttackResult",
@@ -30,6 +35,7 @@ __all__ = [
     "non_finite_gradient_mask",
     "rand_attacks",
     "standard_attacks",
+    "summarise_attack",
     "RobustnessReport",
     "evaluate",
     "format_table",

@@ -122,6 +122,9 @@ class RobustnessReport:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    robust_examples: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    """Per budget and example, ``[E, N]`` bool: correct and broken by no attack
+    at this or a smaller budget (the worst case); not part of :meth:`to_dict`."""
 
     def robust_accuracy(self, attack: str, eps: float) -> float:
         """The robust accuracy of ``attack`` (or ``"worst_case"``) at budget ``eps``.
@@ -160,7 +163,36 @@ class RobustnessReport:
                 return [clean(v) for v in value]
             return value
 
-        return clean(dataclasses.asdict(self))
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields.pop("robust_examples")
+        fields["attacks"] = [dataclasses.asdict(a) for a in self.attacks]
+        fields["worst_case"] = dataclasses.asdict(self.worst_case)
+        return clean(fields)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RobustnessReport:
+        """The report back from :meth:`to_dict`'s output (``None`` norms become ``nan``).
+
+        Args:
+          values: a dict written by :meth:`to_dict` (for example read from JSON).
+
+        Returns:
+          The :class:`RobustnessReport`, without ``robust_examples``.
+
+        Raises:
+          KeyError, TypeError: ``values`` lacks a field or has one of the wrong kind.
+        """
+
+        def attack(entry):
+            entry = dict(entry)
+            for name in ("mean_norm", "median_norm"):
+                entry[name] = [float("nan") if v is None else v for v in entry[name]]
+            return AttackResult(**entry)
+
+        values = dict(values)
+        values["attacks"] = [attack(a) for a in values["attacks"]]
+        values["worst_case"] = attack(values["worst_case"])
+        return cls(**values)
 
 
 def _validated_epsilons(epsilons: Sequence[float]) -> np.ndarray:
@@ -173,11 +205,31 @@ def _validated_epsilons(epsilons: Sequence[float]) -> np.ndarray:
     return values
 
 
-def _summarise(name, correct, broken, norms, seconds, rejected=None) -> AttackResult:
+def summarise_attack(name, correct, broken, norms, seconds, rejected=None) -> AttackResult:
     """Turns per-budget ``broken[E, N]`` and ``norms[E, N]`` into an :class:`AttackResult`.
 
     An example broken at some budget counts as broken at every larger one, with
     the perturbation found at the smallest breaking budget.
+
+    Args:
+      name: the attack's name in the report.
+      correct: ``[N]`` bool, classified correctly without attack.
+      broken: ``[E, N]`` bool, a valid adversarial example found at budget ``e``.
+      norms: ``[E, N]`` perturbation norms of those examples (ignored where not broken).
+      seconds: the attack's wall time.
+      rejected: optional per-reason counts of rejected points per budget.
+
+    Returns:
+      The :class:`AttackResult`.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax.evaluation import summarise_attack
+      >>> correct = np.array([True, True, False])
+      >>> broken = np.array([[False, False, True], [True, False, True]])
+      >>> norms = np.full((2, 3), 0.2)
+      >>> summarise_attack("pgd", correct, broken, norms, 1.0).robust_accuracy
+      [0.6666666666666666, 0.3333333333333333]
     """
     broken_by = np.logical_or.accumulate(broken & correct[None], axis=0)
     first_break = np.argmax(broken, axis=0)
@@ -315,14 +367,16 @@ def evaluate(
         all_broken.append(broken.T)
         all_norms.append(norms.T)
         rejected = {reason: mask.sum(axis=0).tolist() for reason, mask in rejected.items()}
-        results.append(_summarise(name, correct, all_broken[-1], all_norms[-1], seconds, rejected))
+        results.append(
+            summarise_attack(name, correct, all_broken[-1], all_norms[-1], seconds, rejected)
+        )
 
     any_broken = np.any(all_broken, axis=0)
     smallest_norm = np.min(
         [np.where(b, n, np.inf) for b, n in zip(all_broken, all_norms, strict=True)], axis=0
     )
     smallest_norm = np.where(np.isfinite(smallest_norm), smallest_norm, 0.0)
-    worst = _summarise(
+    worst = summarise_attack(
         "worst_case", correct, any_broken, smallest_norm, sum(r.seconds for r in results)
     )
     report = RobustnessReport(
@@ -332,6 +386,7 @@ def evaluate(
         clean_accuracy=float(correct.mean()),
         attacks=results,
         worst_case=worst,
+        robust_examples=(correct[None] & ~np.logical_or.accumulate(any_broken, axis=0)),
     )
     rejected_total = sum(sum(sum(c) for c in r.rejected.values()) for r in results)
     report.diagnostics, report.warnings = input_validity_findings(

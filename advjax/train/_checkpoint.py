@@ -7,6 +7,11 @@ and the objective's carry, written with orbax's standard handler) and ``meta``
 far, the metrics of a partly run epoch). Orbax writes a step to a temporary
 folder and renames it when complete, so an interrupted save is never listed
 or restored; it also deletes all but the ``keep`` newest steps.
+
+Every step records the SHA-256 of each saved array and of its meta data
+(``meta["integrity"]``); :func:`restore_checkpoint` verifies them, so a bit
+flipped on disk after the save is an error that names the step and the arrays
+it changed, never a silently different state.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from advjax._integrity import json_digest, leaves_by_path, mismatched, tree_digests
 from advjax.train._state import TrainState
 
 STATE = "state"
 META = "meta"
+INTEGRITY = "integrity"
 
 
 class CheckpointError(ValueError):
@@ -89,16 +96,20 @@ def save_checkpoint(
       [0]
     """
     step = int(state.step)
+    arrays = jax.device_get(_arrays_of(state))
+    meta = {k: v for k, v in meta.items() if k != INTEGRITY}
+    shapes = {
+        k: [str(np.asarray(v).dtype), list(np.shape(v))] for k, v in leaves_by_path(arrays).items()
+    }
+    meta[INTEGRITY] = {"arrays": tree_digests(arrays), "shapes": shapes}
+    meta[INTEGRITY]["meta"] = json_digest({k: v for k, v in meta.items() if k != INTEGRITY})
     with _manager(directory, keep) as manager:
         if step in manager.all_steps():
             manager.delete(step)
         manager.save(
             step,
             args=ocp.args.Composite(
-                **{
-                    STATE: ocp.args.StandardSave(jax.device_get(_arrays_of(state))),
-                    META: ocp.args.JsonSave(meta),
-                }
+                **{STATE: ocp.args.StandardSave(arrays), META: ocp.args.JsonSave(meta)}
             ),
         )
         manager.wait_until_finished()
@@ -186,15 +197,51 @@ def read_meta(directory: str | Path, step: int | None = None) -> dict[str, Any]:
       3
     """
     step = _step_to_read(directory, step)
+    return _verified_meta(directory, step, _read_raw_meta(directory, step))
+
+
+def _read_raw_meta(directory, step: int) -> dict[str, Any]:
     try:
         with _manager(directory) as manager:
-            return dict(
-                manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[META]
-            )
+            restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            return dict(restored[META])
     except Exception as error:  # orbax raises several types for unreadable files
         raise CheckpointError(
-            f"cannot read the meta data of step {step} in {directory}: {error}"
+            f"cannot read the meta data of step {step} in {Path(directory) / str(step) / META}: "
+            f"{error}. The file is damaged; resume from an older step or train again."
         ) from error
+
+
+def _verified_meta(directory, step: int, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` without its integrity record, after checking the record's own digest."""
+    integrity = meta.pop(INTEGRITY, None)
+    where = Path(directory) / str(step) / META
+    if not isinstance(integrity, dict) or integrity.get("meta") != json_digest(meta):
+        raise CheckpointError(
+            f"checkpoint step {step}: {where} fails its integrity check (its SHA-256 record is "
+            "missing or does not match its contents): the file was altered or damaged after "
+            "it was saved. Resume from an older step or train again."
+        )
+    return meta
+
+
+def _shape_mismatches(meta_integrity: dict, target) -> list[str]:
+    saved = {k: list(v[1]) for k, v in meta_integrity.get("shapes", {}).items()}
+    wanted = {k: list(v.shape) for k, v in leaves_by_path(target).items()}
+    return sorted(
+        f"{k}: saved shape {saved.get(k)}, expected {wanted.get(k)}"
+        for k in set(saved) | set(wanted)
+        if saved.get(k) != wanted.get(k)
+    )
+
+
+def _saved_dtypes(meta_integrity: dict, target):
+    """``target`` with each leaf's dtype as saved, so the digests are checked on the saved bytes."""
+    saved = meta_integrity.get("shapes", {})
+    paths = iter(leaves_by_path(target))
+    return jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, np.dtype(saved[next(paths)][0])), target
+    )
 
 
 def restore_checkpoint(
@@ -212,7 +259,9 @@ def restore_checkpoint(
 
     Raises:
       CheckpointError: The directory is missing or empty, the step is absent,
-        or the saved arrays have other shapes (a different model or optimizer).
+        the saved arrays have other shapes (a different model or optimizer),
+        or a file fails its SHA-256 check (the message names the step, the
+        folder and the arrays).
 
     Example:
       >>> import jax, optax, tempfile
@@ -228,24 +277,41 @@ def restore_checkpoint(
       (7, 2)
     """
     step = _step_to_read(directory, step)
+    raw_meta = _read_raw_meta(directory, step)
+    integrity = raw_meta.get(INTEGRITY)
+    meta = _verified_meta(directory, step, raw_meta)
     target = jax.tree.map(
         lambda leaf: jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype),
         jax.device_get(_arrays_of(state)),
     )
+    where = Path(directory) / str(step) / STATE
+    different = _shape_mismatches(integrity, target)
+    if different:
+        raise CheckpointError(
+            f"checkpoint step {step} in {directory} was written for a different model or "
+            f"optimizer: {'; '.join(different[:5])}. Restore it into the state it was saved from."
+        )
     try:
         with _manager(directory) as manager:
             restored = manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    **{STATE: ocp.args.StandardRestore(target), META: ocp.args.JsonRestore()}
+                    **{STATE: ocp.args.StandardRestore(_saved_dtypes(integrity, target))}
                 ),
             )
-    except Exception as error:  # orbax raises several types for mismatched trees
+    except Exception as error:  # orbax raises several types for unreadable files
         raise CheckpointError(
-            f"cannot restore step {step} of {directory}: {error}. "
-            "Was it written for a different model or optimizer?"
+            f"cannot read checkpoint step {step} from {where}: its files are damaged "
+            f"(truncated or altered after saving): {error}"
         ) from error
-    arrays = restored[STATE]
+    arrays = jax.device_get(restored[STATE])
+    damaged = mismatched(integrity["arrays"], arrays)
+    arrays = jax.tree.map(lambda a, t: np.asarray(a, t.dtype), arrays, target)
+    if damaged:
+        raise CheckpointError(
+            f"checkpoint step {step}: the data files in {where} fail their SHA-256 check for "
+            f"{', '.join(damaged[:5])}: they were altered or damaged after saving."
+        )
     state = state.replace(
         params=arrays["params"],
         opt_state=arrays["opt_state"],
@@ -253,4 +319,4 @@ def restore_checkpoint(
         step=arrays["step"],
         carry=arrays["carry"] if state.carry is not None else state.carry,
     )
-    return state, dict(restored[META])
+    return state, meta

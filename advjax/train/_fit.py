@@ -17,7 +17,13 @@ from tqdm.auto import tqdm
 from advjax._checks import check_positive_int
 from advjax.data import batches, num_batches
 from advjax.train._callbacks import EarlyStopping
-from advjax.train._checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from advjax.train._checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from advjax.train._state import TrainState
 
 EvalFn = Callable[[TrainState], dict[str, float]]
@@ -178,7 +184,9 @@ def fit(
       best_metric: the logged metric that selects the ``best`` checkpoint.
       metrics_path: a JSONL file receiving one record per epoch.
       progress: show a tqdm progress bar.
-      resume: continue from the latest checkpoint in ``checkpoint_dir`` if any.
+      resume: continue from the latest checkpoint in ``checkpoint_dir`` if any;
+        a checkpoint that fails its SHA-256 check is skipped with a warning
+        naming it, and the newest intact one is used.
       max_steps: stop (with a checkpoint) once the state reaches this step,
         e.g. to emulate an interruption.
       early_stopping: an :class:`EarlyStopping` rule checked after every
@@ -327,15 +335,44 @@ class _Checkpoints:
 
     def resume(self, state: TrainState, keep_best_state: bool):
         """``(state, progress, best_state)`` from the newest checkpoint, or as given if none."""
-        if latest_checkpoint(self.directory / STEPS) is None:
+        restored = _newest_intact(self.directory / STEPS, state)
+        if restored is None:
             return state, _Progress(), None
-        state, meta = restore_checkpoint(self.directory / STEPS, state)
+        state, meta = restored
         run = _Progress.from_meta(meta)
         best_state = None
         if keep_best_state and run.best is not None:
             if latest_checkpoint(self.directory / BEST) is not None:
                 best_state = jax.device_get(restore_checkpoint(self.directory / BEST, state)[0])
         return state, run, best_state
+
+
+def _newest_intact(directory: Path, state: TrainState):
+    """``(state, meta)`` of the newest checkpoint that passes its checks, or ``None`` if none.
+
+    A damaged checkpoint is skipped with a warning that names it; when every
+    checkpoint is damaged the error of the newest one is raised.
+    """
+    steps = list_checkpoints(directory)
+    errors = []
+    for step in reversed(steps):
+        try:
+            restored = restore_checkpoint(directory, state, step)
+        except CheckpointError as error:
+            errors.append(error)
+            continue
+        for error in errors:
+            warnings.warn(
+                f"skipped a damaged checkpoint; resuming from step {step} instead. {error}",
+                stacklevel=4,
+            )
+        return restored
+    if errors:
+        raise CheckpointError(
+            f"no intact checkpoint in {directory} to resume from (steps {steps}); "
+            f"the newest fails with: {errors[0]}"
+        ) from errors[0]
+    return None
 
 
 def _train_epoch(
