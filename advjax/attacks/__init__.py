@@ -23,7 +23,16 @@ from advjax.attacks._mifgsm import bim, mifgsm
 from advjax.attacks._onepixel import one_pixel
 from advjax.attacks._pgd import pgd
 from advjax.attacks._square import square
-from advjax.attacks._threat import ThreatModel, get_threat_model, l0, l1, l1_sparse, l2, linf
+from advjax.attacks._threat import (
+    THREAT_MODELS,
+    ThreatModel,
+    get_threat_model,
+    l0,
+    l1,
+    l1_sparse,
+    l2,
+    linf,
+)
 from advjax.attacks._transforms import (
     choose_targets,
     early_stop,
@@ -36,6 +45,7 @@ from advjax.attacks._transforms import (
 from advjax.attacks._universal import apply_universal, universal_perturbation
 
 __all__ = [
+    "THREAT_MODELS",
     "REJECTION_REASONS",
     "Attack",
     "Constraints",

@@ -1,0 +1,168 @@
+"""A recipe's configuration: a typed dataclass, overridden by ``key=value`` strings (OmegaConf)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+
+class RecipeError(ValueError):
+    """An unknown recipe, an unknown or ill-typed override, or a run that cannot be resumed.
+
+    A ``ValueError`` whose message names the cause and the fix; the command
+    line turns it into exit status 2.
+
+    Example:
+      >>> from advjax.recipes import RecipeError, get_recipe
+      >>> try:
+      ...     get_recipe("pgd-at")
+      ... except RecipeError as error:
+      ...     print(str(error).split(";")[0])
+      unknown recipe 'pgd-at'
+    """
+
+
+@dataclasses.dataclass
+class RecipeConfig:
+    """The settings every recipe has; each recipe's subclass adds its own and sets defaults.
+
+    Attributes:
+      model: a zoo model (``advjax list``).
+      init: ``"torch"`` (PyTorch's default initialisation, as the reference
+        code) or ``"flax"``.
+      data: a named data set (``advjax list``); ``data_dir`` for those that read files.
+      data_dir: the folder holding the data set's files, if it reads any.
+      train_size: train on a fixed random subset of this many images (0: all).
+      epochs: passes over the training set.
+      batch_size: examples per step.
+      optimizer: ``"adam"`` or ``"sgd"`` (with ``momentum``).
+      lr: peak (triangular), initial (piecewise, cosine) or constant learning rate.
+      lr_schedule: ``"triangular"`` (Wong et al. 2020, peak at 40%),
+        ``"piecewise"`` (10x decay at each of ``lr_milestones``), ``"cosine"``
+        or ``"constant"``.
+      lr_milestones: fractions of training where ``"piecewise"`` divides the rate by 10.
+      momentum: SGD's momentum.
+      weight_decay: L2 weight decay added to the gradient (PyTorch's SGD convention).
+      eps: the threat model's budget, in the norm ``norm``: the training target
+        and the evaluation budget.
+      norm: the threat model, ``"linf"`` or ``"l2"``.
+      ramp: the fraction of training over which the training budget ramps
+        linearly from 0 to ``eps`` (0: the full budget from the first step).
+      seed: the PRNG seed of initialisation, data order and attacks.
+      monitor_examples: training images checked after every epoch with
+        clean and PGD-``monitor_steps`` accuracy (0: no check).
+      monitor_steps: PGD steps of that check (step ``eps / 4``).
+      checkpoint_every: also checkpoint every this many steps (0: at epoch ends only).
+      eval_attacks: the final evaluation's attacks (``advjax list``), each
+        stored as a report in the run.
+      eval_examples: test examples evaluated (the first ones).
+      eval_steps: attack iterations (PGD, APGD).
+      eval_restarts: PGD restarts.
+      eval_step_size: PGD's step; 0 means ``2.5 * eps / eval_steps``.
+
+    Example:
+      >>> from advjax.recipes import RecipeConfig
+      >>> RecipeConfig().eps, RecipeConfig().eval_attacks
+      (0.3, ['pgd', 'apgd-ce'])
+    """
+
+    model: str = "fast_mnist"
+    init: str = "flax"
+    data: str = "mnist-embedded"
+    data_dir: str | None = None
+    train_size: int = 0
+    epochs: int = 12
+    batch_size: int = 100
+    optimizer: str = "adam"
+    lr: float = 5e-3
+    lr_schedule: str = "triangular"
+    lr_milestones: list[float] = dataclasses.field(default_factory=lambda: [0.5, 0.75])
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    eps: float = 0.3
+    norm: str = "linf"
+    ramp: float = 0.3
+    seed: int = 0
+    monitor_examples: int = 500
+    monitor_steps: int = 10
+    checkpoint_every: int = 0
+    eval_attacks: list[str] = dataclasses.field(default_factory=lambda: ["pgd", "apgd-ce"])
+    eval_examples: int = 1000
+    eval_steps: int = 50
+    eval_restarts: int = 10
+    eval_step_size: float = 0.01
+
+
+CHOICES = {
+    "init": ("torch", "flax"),
+    "optimizer": ("adam", "sgd"),
+    "lr_schedule": ("triangular", "piecewise", "cosine", "constant"),
+    "norm": ("linf", "l2"),
+}
+
+
+def configure(config_type: type, overrides: Sequence[str] = (), base: dict | None = None):
+    """The recipe's configuration: its defaults, then ``base``, then ``key=value`` overrides.
+
+    Overrides are typed by the dataclass (OmegaConf structured configs): an
+    unknown key or a value of the wrong type is an error that lists the keys.
+
+    Args:
+      config_type: a :class:`RecipeConfig` subclass.
+      overrides: strings ``"key=value"`` (``"eval_attacks=[pgd,fgsm]"`` for lists).
+      base: field values applied before the overrides (e.g. a stored run's config).
+
+    Returns:
+      An instance of ``config_type``.
+
+    Raises:
+      RecipeError: an unknown key, an ill-typed value, a malformed override, or
+        a value outside a field's choices.
+
+    Example:
+      >>> from advjax.recipes import RecipeConfig, configure
+      >>> configure(RecipeConfig, ["epochs=3", "lr=1e-3"]).epochs
+      3
+      >>> configure(RecipeConfig, ["epoch=3"])
+      Traceback (most recent call last):
+        ...
+      advjax.recipes._config.RecipeError: unknown key 'epoch' ...
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    malformed = [o for o in overrides if "=" not in o or not o.split("=", 1)[0]]
+    if malformed:
+        raise RecipeError(f"overrides must read key=value, got {malformed}.")
+    keys = [f.name for f in dataclasses.fields(config_type)]
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        if key not in keys:
+            close = [k for k in keys if key in k or k in key]
+            raise RecipeError(
+                f"unknown key {key!r} for this recipe"
+                + (f"; did you mean {close}?" if close else "")
+                + f" Its keys: {keys}."
+            )
+    try:
+        merged = OmegaConf.structured(config_type)
+        if base:
+            merged = OmegaConf.merge(merged, {k: v for k, v in base.items() if k in keys})
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        message = str(error).splitlines()[0]
+        raise RecipeError(
+            f"bad override: {message}. Keys and types: {_types(config_type)}."
+        ) from error
+    for name, allowed in CHOICES.items():
+        if hasattr(config, name) and getattr(config, name) not in allowed:
+            raise RecipeError(
+                f"{name} must be one of {list(allowed)}, got {getattr(config, name)!r}."
+            )
+    return config
+
+
+def _types(config_type) -> dict[str, Any]:
+    return {f.name: str(f.type) for f in dataclasses.fields(config_type)}
