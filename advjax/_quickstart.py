@@ -136,7 +136,13 @@ def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
         trained,
         model_name=config.model,
         input_shape=train_set.image_shape,
-        extra={"quickstart": dataclasses.asdict(config)},
+        extra={
+            "dataset": {"name": "mnist-embedded", "train_images": len(train_set)},
+            "num_classes": int(train_set.num_classes),
+            "threat": {"norm": "linf", "eps": config.train_eps},
+            "recipe": {"name": "quickstart", "config": dataclasses.asdict(config)},
+            "seed": config.seed,
+        },
     )
 
     logits_fn = models.eval_logits_fn(model, trained)

@@ -85,3 +85,159 @@ def test_cli_rejects_unknown_commands_and_flags(capsys):
         cli.main(["train-everything"])
     with pytest.raises(SystemExit):
         cli.main(["quickstart", "--epochs", "many"])
+
+
+# --- train | eval | certify | compare | report | list on a tiny configuration -------------------
+
+TINY = [
+    "epochs=2",
+    "train_size=1000",
+    "model=mlp",
+    "eps=0.1",
+    "ramp=0",
+    "monitor_examples=0",
+    "eval_examples=200",
+    "eval_steps=5",
+    "eval_restarts=1",
+    "eval_step_size=0",
+    "eval_attacks=[pgd]",
+]
+EVAL = ["--n", "200", "--steps", "5", "--restarts", "1"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A PGD-AT run (A) and a standard run (B) of the same tiny configuration."""
+    root = tmp_path_factory.mktemp("cli")
+    a, b = root / "A", root / "B"
+    robust = ["train_steps=5", "train_step_size=0.03"]
+    assert (
+        cli.main(["train", "pgd_at", "--out", str(a), "--no-progress", "--set", *TINY, *robust])
+        == 0
+    )
+    assert cli.main(["train", "standard", "--out", str(b), "--no-progress", "--set", *TINY]) == 0
+    return a, b
+
+
+def _report(run, kind="eval"):
+    (path,) = (run / kind).glob("*/report.json")
+    return json.loads(path.read_text())
+
+
+def test_train_writes_a_format_1_run(two_runs):
+    a, _ = two_runs
+    config = json.loads((a / "config.json").read_text())
+    assert config["format"] == 1 and config["recipe"]["name"] == "pgd_at"
+    assert config["recipe"]["config"]["train_steps"] == 5
+    assert config["dataset"]["name"] == "mnist-embedded" and config["threat"]["eps"] == 0.1
+    assert {"advjax", "jax", "flax", "git_commit"} <= set(config["environment"])
+    assert config["model_digests"] and advjax.load_run(a).config == config
+    for name in ("metrics.jsonl", "index.md", "training_curves.png", "model", "checkpoints"):
+        assert (a / name).exists(), name
+    (report_dir,) = (a / "eval").glob("pgd-*")
+    for name in ("report.md", "robustness_curve.png", "examples.png", "per_example.npz"):
+        assert (report_dir / name).is_file(), name
+    assert _report(a)["report"]["epsilons"] == [0.0, 0.1]  # the curve starts at clean accuracy
+
+
+def test_eval_reproduces_the_recipes_own_evaluation(two_runs, capsys):
+    a, _ = two_runs
+    before = _report(a)
+    (report_dir,) = (a / "eval").glob("pgd-*")
+    masks_before = np.load(report_dir / "per_example.npz")["robust"]
+    argv = ["eval", str(a), "--attack", "pgd", "--eps", "0.1", *EVAL, "--fresh", "--no-progress"]
+    assert cli.main(argv) == 0
+    after = _report(a)
+    assert after["report"] == before["report"] | {
+        "attacks": after["report"]["attacks"],
+        "worst_case": after["report"]["worst_case"],
+    }
+    for key in ("robust_accuracy", "success_rate", "mean_norm"):
+        assert after["report"]["attacks"][0][key] == before["report"]["attacks"][0][key]
+    np.testing.assert_array_equal(np.load(report_dir / "per_example.npz")["robust"], masks_before)
+    assert "| pgd |" in capsys.readouterr().out
+
+
+def test_certify_reports_bounds_consistent_with_the_attack(two_runs, capsys):
+    a, _ = two_runs
+    argv = ["certify", str(a), "--method", "ibp", "--eps", "0.01", "0.1", "--n", "100"]
+    assert cli.main([*argv, "--pgd-steps", "5", "--pgd-restarts", "1"]) == 0
+    summary = _report(a, "certify")["summary"]
+    assert summary["consistent"] is True and summary["violations"] == [0, 0]
+    for certified, attacked in zip(
+        summary["certified_accuracy"], summary["attack_accuracy"], strict=True
+    ):
+        assert certified <= attacked <= summary["clean_accuracy"]
+    assert "certified" in capsys.readouterr().out
+
+
+def test_compare_names_a_robustness_drop_and_passes_a_run_against_itself(two_runs, capsys):
+    a, b = two_runs
+    assert cli.main(["compare", str(a), str(b), "--max-drop", "1", *EVAL]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: robust accuracy @ 0.1 dropped" in out
+    assert cli.main(["compare", str(a), str(a), "--max-drop", "1", *EVAL]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_check_no_regression_is_the_same_gate_in_python(two_runs):
+    a, b = two_runs
+    run_a, run_b = advjax.load_run(a), advjax.load_run(b)
+    spec = advjax.runs.EvalSpec("pgd", (0.1,), n=200, steps=5, restarts=1)
+    with pytest.raises(advjax.runs.RobustnessRegression, match="dropped"):
+        advjax.runs.check_no_regression(run_a, run_b, spec, max_drop=1.0)
+    comparison = advjax.runs.check_no_regression(run_a, run_a, spec, max_drop=0.0)
+    assert comparison.became_vulnerable[0.1] == []
+    lost = advjax.runs.compare_runs(run_a, run_b, spec).became_vulnerable[0.1]
+    robust_a = np.load(next((a / "eval").glob("*/per_example.npz")))["robust"][1]
+    assert lost and all(robust_a[i] for i in lost)
+
+
+def test_report_rebuilds_markdown_and_pictures(two_runs, capsys):
+    a, _ = two_runs
+    for png in a.rglob("*.png"):
+        png.unlink()
+    (a / "index.md").unlink()
+    assert cli.main(["report", str(a)]) == 0
+    assert (a / "training_curves.png").is_file() and (a / "index.md").is_file()
+    assert len(list((a / "eval").rglob("*.png"))) == 2
+    assert "eval/pgd" in (a / "index.md").read_text()
+
+
+def test_list_names_every_registry(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fast_mnist", "autoattack", "linf", "trades", "crown-ibp", "mnist-embedded"):
+        assert name in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "pgd-at"], "unknown recipe 'pgd-at'; did you mean ['pgd_at'"),
+        (["train", "trades", "--set", "betta=1"], "unknown key 'betta'"),
+        (["train", "trades", "--set", "beta=high"], "bad override"),
+        (["train", "trades", "--set", "optimizer=lamb"], "optimizer must be one of"),
+        (["eval", "/nonexistent/run"], "does not exist"),
+        (["certify", "/nonexistent/run"], "does not exist"),
+    ],
+)
+def test_bad_commands_exit_2_with_the_cause(argv, message, tmp_path, capsys):
+    argv = [a.replace("/nonexistent", str(tmp_path / "missing")) for a in argv]
+    if argv[0] == "train":
+        argv += ["--out", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_refuses_to_overwrite_and_resume_refuses_changes(two_runs, tmp_path, capsys):
+    a, _ = two_runs
+    assert cli.main(["train", "pgd_at", "--out", str(a), "--set", *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert cli.main(["train", "trades", "--out", str(a), "--resume"]) == 2
+    assert "is a run of recipe 'pgd_at'" in capsys.readouterr().err
+    resumed = ["train", "pgd_at", "--out", str(a), "--resume", "--set", "epochs=9"]
+    assert cli.main(resumed) == 2
+    assert "changes ['epochs']" in capsys.readouterr().err
+    assert cli.main(["train", "pgd_at", "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
