@@ -210,9 +210,7 @@ def _train(args) -> int:
         evaluate=not args.no_eval,
     )
     if not outcome.finished:
-        print(
-            f"stopped at --max-steps; continue: advjax train {args.recipe} --out {out} --resume"
-        )
+        print(f"stopped at --max-steps; continue: advjax train {args.recipe} --out {out} --resume")
         return 0
     print(f"\ntrained {args.recipe} in {outcome.train_seconds:.1f} s; run: {outcome.run_dir}")
     if outcome.stopped:

@@ -4,22 +4,10 @@
 through :func:`advjax.train.fit` (checkpoints, exact resume, early stopping,
 progress bar, clean and adversarial metrics apart), save the model as a run
 (:mod:`advjax.runs`) and evaluate it. ``--set key=value`` overrides any field
-of the recipe's configuration class.
+of the recipe's configuration class (``get_recipe(name).config``).
 """
 
 from advjax.recipes import _adversarial, _certified  # noqa: F401  (registers the recipes)
-from advjax.recipes._adversarial import (
-    AWPConfig,
-    DistillationConfig,
-    FGSMRSConfig,
-    FreeATConfig,
-    InputGradientConfig,
-    PGDATConfig,
-    StandardConfig,
-    TRADESAWPConfig,
-    TRADESConfig,
-)
-from advjax.recipes._certified import CROWNIBPConfig, GaussianNoiseConfig, IBPConfig
 from advjax.recipes._config import RecipeConfig, RecipeError, configure
 from advjax.recipes._registry import RECIPES, Recipe, Stage, get_recipe, register
 from advjax.recipes._train import (
@@ -35,24 +23,12 @@ from advjax.recipes._train import (
 )
 
 __all__ = [
-    "AWPConfig",
-    "CROWNIBPConfig",
-    "DistillationConfig",
-    "FGSMRSConfig",
-    "FreeATConfig",
-    "GaussianNoiseConfig",
-    "IBPConfig",
-    "InputGradientConfig",
-    "PGDATConfig",
     "RECIPES",
     "Recipe",
     "RecipeConfig",
     "RecipeError",
     "Stage",
     "StageContext",
-    "StandardConfig",
-    "TRADESAWPConfig",
-    "TRADESConfig",
     "TrainOutcome",
     "configure",
     "get_recipe",

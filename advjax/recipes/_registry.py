@@ -27,6 +27,13 @@ class Stage:
         ``state.carry`` (free adversarial training).
       switch: ``(config, context) -> (step, objective) or None``: from that step
         on, train with that objective (CROWN-IBP once beta reaches 0).
+
+    Example:
+      >>> from advjax import train
+      >>> from advjax.recipes import Stage
+      >>> stage = Stage("train", lambda config, context: train.standard())
+      >>> stage.replays(None), stage.early_stopping(None), stage.keep_best
+      (1, None, False)
     """
 
     name: str
@@ -49,6 +56,12 @@ class Recipe:
       config: the :class:`RecipeConfig` subclass holding its defaults.
       stages: the training stages, run in order.
       certify: certification methods run after training (``"ibp"``, ``"smoothing"``, ...).
+
+    Example:
+      >>> from advjax.recipes import get_recipe
+      >>> recipe = get_recipe("crown_ibp")
+      >>> recipe.config.__name__, [s.name for s in recipe.stages], recipe.certify
+      ('CROWNIBPConfig', ['train'], ('ibp', 'crown-ibp'))
     """
 
     name: str

@@ -25,6 +25,14 @@ class StageContext:
       total_steps: the stage's training steps (epochs x steps per epoch).
       steps_per_epoch: steps per pass over the training data.
       previous: the previous stage's trained state (distillation's teacher), or ``None``.
+
+    Example:
+      >>> from advjax.recipes import StageContext, get_recipe
+      >>> context = StageContext(total_steps=100, steps_per_epoch=50)
+      >>> stage = get_recipe("ibp").stages[0]
+      >>> objective = stage.objective(get_recipe("ibp").config(), context)
+      >>> context.previous is None, callable(objective)
+      (True, True)
     """
 
     total_steps: int
@@ -46,6 +54,13 @@ class TrainOutcome:
       certifications: the stored certification reports (:func:`advjax.runs.certify_run`).
       worst_case: per budget, the robust accuracy over all evaluation attacks
         together (an example counts as robust only if no attack broke it).
+
+    Example:
+      >>> from pathlib import Path
+      >>> from advjax.recipes import TrainOutcome, get_recipe
+      >>> outcome = TrainOutcome(Path("runs/x"), get_recipe("standard").config(), False, 0.0)
+      >>> outcome.finished, outcome.evaluations
+      (False, [])
     """
 
     run_dir: Path
@@ -63,6 +78,11 @@ def training_data(config) -> data.Dataset:
 
     The subset is drawn with seed 0 whatever the run's seed (the 5k MNIST file
     is sorted by class), so runs of different seeds see the same images.
+
+    Example:
+      >>> from advjax.recipes import get_recipe, training_data
+      >>> len(training_data(get_recipe("standard").config(train_size=300)))
+      300
     """
     train_set = data.load_named(config.data, "train", config.data_dir)
     if 0 < config.train_size < len(train_set):
@@ -72,7 +92,14 @@ def training_data(config) -> data.Dataset:
 
 
 def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-    """The configured optimizer and learning-rate schedule over ``total_steps`` steps."""
+    """The configured optimizer and learning-rate schedule over ``total_steps`` steps.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.recipes import get_recipe, make_optimizer
+      >>> tx = make_optimizer(get_recipe("standard").config(optimizer="sgd"), 100)
+      >>> state = tx.init({"w": jnp.zeros(3)})
+    """
     schedules = {
         "triangular": lambda: train.triangular_lr(config.lr, total_steps),
         "piecewise": lambda: train.piecewise_lr(
@@ -92,7 +119,16 @@ def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
 
 
 def initial_state(config, train_set, tx, *, seed: int, carry: bool) -> train.TrainState:
-    """A fresh :class:`advjax.train.TrainState` of ``config.model`` for ``train_set``."""
+    """A fresh :class:`advjax.train.TrainState` of ``config.model`` for ``train_set``.
+
+    Example:
+      >>> from advjax.recipes import get_recipe, initial_state, make_optimizer, training_data
+      >>> config = get_recipe("free_at").config(model="mlp", train_size=100)
+      >>> train_set = training_data(config)
+      >>> state = initial_state(config, train_set, make_optimizer(config, 10), seed=0, carry=True)
+      >>> state.carry["delta"].shape
+      (100, 28, 28, 1)
+    """
     model = models.get_model(config.model)
     key = jax.random.key(seed)
     variables = models.init_model(model, key, train_set.image_shape)
@@ -110,7 +146,14 @@ def initial_state(config, train_set, tx, *, seed: int, carry: bool) -> train.Tra
 
 
 def monitor(config, train_set):
-    """The per-epoch check: clean and PGD accuracy on ``monitor_examples`` training images."""
+    """The per-epoch check: clean and PGD accuracy on ``monitor_examples`` training images.
+
+    Example:
+      >>> from advjax.recipes import get_recipe, monitor, training_data
+      >>> config = get_recipe("standard").config(monitor_examples=0)
+      >>> monitor(config, training_data(config)) is None
+      True
+    """
     if config.monitor_examples <= 0:
         return None
     pick = np.random.default_rng(1).permutation(len(train_set))[: config.monitor_examples]
@@ -141,6 +184,12 @@ def recipe_eval_spec(config, attack: str) -> runs.EvalSpec:
 
     ``advjax eval RUN`` with the same settings reproduces it exactly; the
     command line prints that command after training.
+
+    Example:
+      >>> from advjax.recipes import get_recipe, recipe_eval_spec
+      >>> spec = recipe_eval_spec(get_recipe("pgd_at").config(), "pgd")
+      >>> spec.epsilons, spec.steps, spec.restarts, spec.step_size
+      ((0.0, 0.3), 50, 10, 0.01)
     """
     iterative = attack in ("pgd", "pgd-cw", "apgd-ce", "apgd-dlr")
     with_restarts = attack in ("pgd", "pgd-cw")
@@ -157,7 +206,13 @@ def recipe_eval_spec(config, attack: str) -> runs.EvalSpec:
 
 
 def recipe_certify_spec(config, method: str) -> runs.CertifySpec:
-    """The certification a recipe runs with ``method`` at the end of training."""
+    """The certification a recipe runs with ``method`` at the end of training.
+
+    Example:
+      >>> from advjax.recipes import get_recipe, recipe_certify_spec
+      >>> recipe_certify_spec(get_recipe("ibp").config(), "ibp").epsilons
+      (0.1,)
+    """
     if method == "smoothing":
         return runs.CertifySpec(
             method,
