@@ -241,3 +241,17 @@ def test_train_refuses_to_overwrite_and_resume_refuses_changes(two_runs, tmp_pat
     assert "changes ['epochs']" in capsys.readouterr().err
     assert cli.main(["train", "pgd_at", "--out", str(tmp_path / "new"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", ["train", "eval", "certify", "compare", "report", "list", "quickstart"]
+)
+def test_every_command_help_ends_with_a_runnable_example(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.main([command, "--help"])
+    assert exit.value.code == 0
+    out = capsys.readouterr().out
+    example = out.split("example:")[-1].strip()
+    assert example.startswith(f"advjax {command}")
+    parsed = cli.build_parser().parse_args(example.split()[1:])
+    assert parsed.command == command

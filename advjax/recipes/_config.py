@@ -57,7 +57,7 @@ class RecipeConfig:
       eval_attacks: the final evaluation's attacks (``advjax list``), each
         stored as a report in the run.
       eval_examples: test examples evaluated (the first ones).
-      eval_steps: attack iterations (PGD, APGD).
+      eval_steps: PGD's iterations (APGD, Square and the others keep their papers' defaults).
       eval_restarts: PGD restarts.
       eval_step_size: PGD's step; 0 means ``2.5 * eps / eval_steps``.
 

@@ -191,15 +191,14 @@ def recipe_eval_spec(config, attack: str) -> runs.EvalSpec:
       >>> spec.epsilons, spec.steps, spec.restarts, spec.step_size
       ((0.0, 0.3), 50, 10, 0.01)
     """
-    iterative = attack in ("pgd", "pgd-cw", "apgd-ce", "apgd-dlr")
-    with_restarts = attack in ("pgd", "pgd-cw")
+    with_restarts = attack in ("pgd", "pgd-cw")  # the others keep their papers' defaults
     return runs.EvalSpec(
         attack,
         (config.eps,),
         norm=config.norm,
         n=config.eval_examples,
         seed=config.seed,
-        steps=config.eval_steps if iterative else None,
+        steps=config.eval_steps if with_restarts else None,
         restarts=config.eval_restarts if with_restarts else None,
         step_size=(config.eval_step_size or None) if with_restarts else None,
     )
