@@ -54,6 +54,8 @@ class TrainOutcome:
       certifications: the stored certification reports (:func:`advjax.runs.certify_run`).
       worst_case: per budget, the robust accuracy over all evaluation attacks
         together (an example counts as robust only if no attack broke it).
+      deployed: the epoch deployed when a stage keeps its best epoch
+        (``{"stage", "epoch", "step", metric: value}``), else ``None``.
 
     Example:
       >>> from pathlib import Path
@@ -71,6 +73,7 @@ class TrainOutcome:
     evaluations: list[dict] = dataclasses.field(default_factory=list)
     certifications: list[dict] = dataclasses.field(default_factory=list)
     worst_case: dict[float, float] = dataclasses.field(default_factory=dict)
+    deployed: dict | None = None
 
 
 def training_data(config) -> data.Dataset:
@@ -376,14 +379,24 @@ def train_recipe(
         outcome.stopped = outcome.stopped or result.stopped
         if result.stopped is None and len(result.history) < config.epochs:
             return outcome  # stopped at max_steps: resume later
-        previous = result.best_state if (stage.keep_best and result.best_state) else result.state
+        if stage.keep_best and result.best_state is not None:
+            outcome.deployed = {"stage": stage.name, **result.best}
+            previous = result.best_state
+        else:
+            previous = result.state
     outcome.finished = True
     runs.save_run_model(
         out,
         previous.variables(),
         model_name=config.model,
         input_shape=train_set.image_shape,
-        extra={"trained": {"seconds": round(outcome.train_seconds, 1), "stopped": outcome.stopped}},
+        extra={
+            "trained": {
+                "seconds": round(outcome.train_seconds, 1),
+                "stopped": outcome.stopped,
+                "deployed": outcome.deployed,
+            }
+        },
     )
     if evaluate:
         _evaluate(recipe, config, out, outcome, progress)
