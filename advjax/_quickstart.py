@@ -17,7 +17,7 @@ import optax
 
 from advjax import data, evaluation, models, train
 from advjax.attacks import fgsm, pgd
-from advjax.runs import save_run_model
+from advjax.runs import render_run, save_run_model
 
 
 @dataclasses.dataclass
@@ -142,6 +142,7 @@ def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
             "threat": {"norm": "linf", "eps": config.train_eps},
             "recipe": {"name": "quickstart", "config": dataclasses.asdict(config)},
             "seed": config.seed,
+            "trained": {"seconds": round(result.train_seconds, 1), "stopped": None},
         },
     )
 
@@ -183,4 +184,5 @@ def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
         f"report: {out / 'report.md'}; load the model with advjax.load_run({str(out)!r})"
     )
     (out / "summary.json").write_text(json.dumps(report.meta, indent=2) + "\n")
+    render_run(out)  # index.md and training_curves.png
     return report

@@ -53,7 +53,9 @@ def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eps", type=float, nargs="+", default=None, help="budgets (default: the run's eps)"
     )
-    parser.add_argument("--norm", default=None, help="threat model (default: the run's)")
+    parser.add_argument(
+        "--norm", default=None, choices=sorted(THREAT_MODEL_LINES), help="default: the run's"
+    )
     parser.add_argument("--n", type=int, default=1000, help="first N test examples")
     parser.add_argument("--seed", type=int, default=0, help="the attack's PRNG seed")
     parser.add_argument("--steps", type=int, default=None, help="iterations (Square: queries)")
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_flags(compare)
     compare.add_argument("--certify", default=None, choices=sorted(CERTIFY_METHODS))
     compare.add_argument("--max-drop", type=float, default=1.0, help="allowed drop in points")
+    compare.add_argument("--no-progress", action="store_true")
 
     report = _command(
         commands,
@@ -174,10 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_defaults(run, args):
+def _run_defaults(run, args, norm=None):
+    """Budgets and norm: as given, else the run's; a budget never crosses norms silently."""
+    from advjax.runs import RunError
+
     threat = run.config.get("threat", {})
-    epsilons = tuple(args.eps) if args.eps else (threat.get("eps", 0.3),)
-    return epsilons, args.norm or threat.get("norm", "linf")
+    run_norm = threat.get("norm", "linf")
+    norm = norm or args.norm or run_norm
+    if args.eps:
+        return tuple(args.eps), norm
+    if norm != run_norm or "eps" not in threat:
+        raise RunError(
+            f"the run's budget is {threat.get('eps')} in {run_norm}; give --eps for {norm}."
+        )
+    return (threat["eps"],), norm
 
 
 def _eval_spec(run, args):
@@ -270,8 +283,10 @@ def _eval(args) -> int:
 def _certify_spec(run, args):
     from advjax.runs import CertifySpec
 
-    default = (0.0, 0.25, 0.5, 0.75, 1.0) if args.method == "smoothing" else None
-    epsilons = tuple(args.eps) if args.eps else default or _run_defaults(run, args)[0]
+    if args.method == "smoothing":
+        epsilons = tuple(args.eps) if args.eps else (0.0, 0.25, 0.5, 0.75, 1.0)
+    else:  # the bounds are Linf bounds
+        epsilons = _run_defaults(run, args, norm="linf")[0]
     return CertifySpec(
         args.method,
         epsilons,

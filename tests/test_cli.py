@@ -220,6 +220,10 @@ def test_list_names_every_registry(capsys):
         (["train", "trades", "--set", "optimizer=lamb"], "optimizer must be one of"),
         (["eval", "/nonexistent/run"], "does not exist"),
         (["certify", "/nonexistent/run"], "does not exist"),
+        (["train", "standard", "--set", "eps=-0.1"], "eps must be finite and > 0"),
+        (["train", "standard", "--set", "epochs=0"], "epochs must be >= 1"),
+        (["train", "standard", "--set", "eval_attacks=[pgdd]"], "unknown eval_attacks"),
+        (["train", "standard", "--set", "eval_steps=5"], "moves at most"),
     ],
 )
 def test_bad_commands_exit_2_with_the_cause(argv, message, tmp_path, capsys):
@@ -228,6 +232,7 @@ def test_bad_commands_exit_2_with_the_cause(argv, message, tmp_path, capsys):
         argv += ["--out", str(tmp_path / "out")]
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written for a rejected configuration
 
 
 def test_train_refuses_to_overwrite_and_resume_refuses_changes(two_runs, tmp_path, capsys):
@@ -236,8 +241,12 @@ def test_train_refuses_to_overwrite_and_resume_refuses_changes(two_runs, tmp_pat
     assert "already holds a run" in capsys.readouterr().err
     assert cli.main(["train", "trades", "--out", str(a), "--resume"]) == 2
     assert "is a run of recipe 'pgd_at'" in capsys.readouterr().err
-    resumed = ["train", "pgd_at", "--out", str(a), "--resume", "--set", "epochs=9"]
-    assert cli.main(resumed) == 2
+    assert cli.main(["train", "pgd_at", "--out", str(a), "--resume"]) == 2
+    assert "has finished training; nothing to resume" in capsys.readouterr().err
+    part = str(tmp_path / "part")
+    assert cli.main(["train", "standard", "--out", part, "--max-steps", "2", "--set", *TINY]) == 0
+    assert "--resume" in capsys.readouterr().out
+    assert cli.main(["train", "standard", "--out", part, "--resume", "--set", "epochs=9"]) == 2
     assert "changes ['epochs']" in capsys.readouterr().err
     assert cli.main(["train", "pgd_at", "--out", str(tmp_path / "new"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
@@ -255,3 +264,30 @@ def test_every_command_help_ends_with_a_runnable_example(command, capsys):
     assert example.startswith(f"advjax {command}")
     parsed = cli.build_parser().parse_args(example.split()[1:])
     assert parsed.command == command
+
+
+def test_eval_and_certify_refuse_bad_settings_and_keep_budgets_apart(two_runs, capsys):
+    a, _ = two_runs
+    for argv, message in [
+        (["eval", str(a), "--steps", "0"], "steps must be a whole number >= 1"),
+        (["eval", str(a), "--step-size", "-1"], "step_size must be finite and > 0"),
+        (["eval", str(a), "--eps", "nan"], "budgets must be finite"),
+        (["eval", str(a), "--norm", "l2"], "give --eps for l2"),
+        (["certify", str(a), "--method", "smoothing", "--sigma", "0"], "sigma"),
+        (["certify", str(a), "--method", "smoothing", "--samples", "0"], "--samples"),
+    ]:
+        assert cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    spec = advjax.runs.EvalSpec("fgsm", 0.05, n=20)
+    other = advjax.runs.EvalSpec("fgsm", (0.05, 0.1), n=20)
+    assert spec.name() != other.name()
+    run = advjax.load_run(a)
+    first = advjax.runs.evaluate_run(run, spec)
+    advjax.runs.evaluate_run(run, other)
+    assert advjax.runs.evaluate_run(run, spec)["reused"]
+    assert (
+        first["directory"] in (a / "index.md").read_text()
+        or spec.name() in (a / "index.md").read_text()
+    )
+    big = advjax.runs.evaluate_run(run, advjax.runs.EvalSpec("fgsm", 0.05, n=10**6))
+    assert big["spec"]["n"] == 2000 and big["num_examples"] == 2000

@@ -8,7 +8,7 @@ of the recipe's configuration class (``get_recipe(name).config``).
 """
 
 from advjax.recipes import _adversarial, _certified  # noqa: F401  (registers the recipes)
-from advjax.recipes._config import RecipeConfig, RecipeError, configure
+from advjax.recipes._config import RecipeConfig, RecipeError, check_config, configure
 from advjax.recipes._registry import RECIPES, Recipe, Stage, get_recipe, register
 from advjax.recipes._train import (
     StageContext,
@@ -30,6 +30,7 @@ __all__ = [
     "Stage",
     "StageContext",
     "TrainOutcome",
+    "check_config",
     "configure",
     "get_recipe",
     "initial_state",

@@ -161,7 +161,103 @@ def configure(config_type: type, overrides: Sequence[str] = (), base: dict | Non
             raise RecipeError(
                 f"{name} must be one of {list(allowed)}, got {getattr(config, name)!r}."
             )
+    check_config(config)
     return config
+
+
+AT_LEAST_ONE = ("epochs", "batch_size", "eval_examples", "eval_steps", "eval_restarts", "replays")
+NON_NEGATIVE = (
+    "train_size",
+    "monitor_examples",
+    "monitor_steps",
+    "checkpoint_every",
+    "momentum",
+    "weight_decay",
+    "ramp",
+    "eval_step_size",
+    "train_eps",
+    "warmup",
+    "ramp_epochs",
+    "beta",
+    "awp_gamma",
+    "awp_warmup",
+    "alpha",
+    "free_step_size",
+    "gradient_weight",
+    "max_drop",
+    "kappa_start",
+    "kappa_end",
+    "beta_start",
+    "beta_end",
+    "certify_examples",
+)
+POSITIVE = (
+    "lr",
+    "eps",
+    "temperature",
+    "sigma",
+    "train_steps",
+    "train_step_size",
+    "smoothing_samples",
+    "smoothing_alpha",
+)
+
+
+def check_config(config) -> None:
+    """Refuses, before anything is written or trained, values no recipe can train with.
+
+    Args:
+      config: a recipe configuration.
+
+    Raises:
+      RecipeError: a count below 1, a negative or non-finite number, a fraction
+        above 1, an unknown model, data set or evaluation attack, or a PGD
+        evaluation whose steps cannot reach the budget.
+
+    Example:
+      >>> from advjax.recipes import RecipeConfig, check_config
+      >>> check_config(RecipeConfig(eps=-0.1))
+      Traceback (most recent call last):
+        ...
+      advjax.recipes._config.RecipeError: eps must be finite and > 0, got -0.1.
+    """
+    import math
+
+    from advjax import data, models, runs
+
+    def number(name):
+        value = getattr(config, name, None)
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise RecipeError(f"{name} must be a finite number, got {value!r}.")
+        return value
+
+    for name in AT_LEAST_ONE:
+        if number(name) is not None and number(name) < 1:
+            raise RecipeError(f"{name} must be >= 1, got {number(name)}.")
+    for name in NON_NEGATIVE:
+        if number(name) is not None and number(name) < 0:
+            raise RecipeError(f"{name} must be finite and >= 0, got {number(name)}.")
+    for name in POSITIVE:
+        if number(name) is not None and not number(name) > 0:
+            raise RecipeError(f"{name} must be finite and > 0, got {number(name)}.")
+    if config.ramp > 1:
+        raise RecipeError(f"ramp is a fraction of training, in [0, 1]; got {config.ramp}.")
+    if config.model not in models.list_models():
+        raise RecipeError(f"unknown model {config.model!r}; known: {models.list_models()}.")
+    if config.data not in data.NAMED_DATASETS:
+        known = sorted(data.NAMED_DATASETS)
+        raise RecipeError(f"unknown data set {config.data!r}; known: {known}.")
+    unknown = [a for a in config.eval_attacks if a not in runs.EVAL_ATTACKS]
+    if unknown:
+        raise RecipeError(f"unknown eval_attacks {unknown}; known: {sorted(runs.EVAL_ATTACKS)}.")
+    if "pgd" in config.eval_attacks or "pgd-cw" in config.eval_attacks:
+        reach = config.eval_step_size * config.eval_steps
+        if config.eval_step_size > 0 and reach < config.eps:
+            raise RecipeError(
+                f"the evaluation's PGD moves at most eval_steps x eval_step_size = {reach:g}, "
+                f"less than eps {config.eps:g}; raise eval_steps, or set eval_step_size=0 "
+                "(2.5 eps / steps)."
+            )
 
 
 def _types(config_type) -> dict[str, Any]:

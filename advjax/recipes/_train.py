@@ -255,6 +255,11 @@ def _resolve_config(recipe: Recipe, out: Path, overrides: Sequence[str], resume:
             f"{out} is a run of recipe {stored_recipe.get('name')!r}, not {recipe.name!r}; "
             f"resume it with `advjax train {stored_recipe.get('name')} --out {out} --resume`."
         )
+    if "model_digests" in stored:
+        raise RecipeError(
+            f"{out} has finished training; nothing to resume. Evaluate it with "
+            f"`advjax eval {out}`, or train a new run in another --out folder."
+        )
     config = configure(recipe.config, overrides, base=stored_recipe["config"])
     changed = sorted(
         k for k, v in dataclasses.asdict(config).items() if stored_recipe["config"].get(k) != v
@@ -318,6 +323,8 @@ def train_recipe(
     """
     recipe = get_recipe(name)
     out = Path(out).absolute()
+    if max_steps is not None and max_steps < 1:
+        raise RecipeError(f"max_steps must be >= 1, got {max_steps}.")
     config = _resolve_config(recipe, out, overrides, resume)
     train_set = training_data(config)
     runs.write_config(

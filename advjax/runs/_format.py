@@ -310,9 +310,9 @@ def save_run_model(
     target = run_dir / MODEL_DIR
     if target.exists():
         shutil.rmtree(target)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(target, arrays)
-    checkpointer.wait_until_finished()
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(target, arrays)
+        checkpointer.wait_until_finished()
     config = {
         **(extra or {}),
         "model": spec,
@@ -356,6 +356,8 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
       advjax.runs._format.RunError: run directory /nonexistent/run does not exist; ...
     """
     run_dir = Path(run_dir).absolute()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir} is a file; pass the run directory that holds {CONFIG}.")
     if not run_dir.is_dir():
         raise RunError(
             f"run directory {run_dir} does not exist; train one with "
@@ -424,14 +426,16 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     input_shape = tuple(config["input_shape"])
     model_path = run_dir / MODEL_DIR
     if not model_path.is_dir() or "model_digests" not in config:
+        recipe = config.get("recipe", {}).get("name", "RECIPE")
         raise RunError(
             f"{run_dir} lacks its saved model ({MODEL_DIR}/): the run did not finish. "
-            f"Resume it with `advjax train RECIPE --out {run_dir} --resume`."
+            f"Resume it with `advjax train {recipe} --out {run_dir} --resume`."
         )
     abstract = jax.eval_shape(lambda: models.init_model(model, jax.random.key(0), input_shape))
     target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), abstract)
     try:
-        variables = ocp.StandardCheckpointer().restore(model_path, target)
+        with ocp.StandardCheckpointer() as checkpointer:
+            variables = checkpointer.restore(model_path, target)
     except Exception as error:  # orbax raises several types for unreadable folders
         raise RunError(
             f"cannot read the saved model in {model_path}: {error}. Its files are damaged or "

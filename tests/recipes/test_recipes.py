@@ -19,6 +19,7 @@ COMMON = [
     "eval_steps=3",
     "eval_restarts=1",
     "eval_attacks=[pgd]",
+    "eval_step_size=0",
 ]
 EXTRA = {
     "ibp": ["warmup=0", "ramp_epochs=1", "certify_examples=20"],
