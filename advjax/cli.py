@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     certify.add_argument("--alpha", type=float, default=0.001, help="smoothing confidence")
     certify.add_argument("--data-dir", default=None)
     certify.add_argument("--fresh", action="store_true", help="ignore a stored matching report")
+    certify.add_argument("--no-progress", action="store_true")
 
     compare = _command(
         commands,
@@ -308,7 +309,7 @@ def _certify(args) -> int:
     spec = _certify_spec(run, args)
     if args.fresh:
         shutil.rmtree(run.directory / "certify" / spec.name(), ignore_errors=True)
-    report = certify_run(run, spec, data_dir=args.data_dir)
+    report = certify_run(run, spec, data_dir=args.data_dir, progress=not args.no_progress)
     _print_certify(report)
     return 0 if report["summary"].get("consistent") is not False else EXIT_REGRESSION
 
@@ -328,6 +329,7 @@ def _compare(args) -> int:
         certify_spec=certify_spec,
         max_drop=args.max_drop,
         data_dir=args.data_dir,
+        progress=not args.no_progress,
     )
     print(comparison.table())
     return 0 if comparison.passed else EXIT_REGRESSION

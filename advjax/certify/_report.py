@@ -32,6 +32,7 @@ def certified_report(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     return_masks: bool = False,
+    progress: bool = False,
 ) -> dict:
     """Clean, PGD and certified (verified) L-inf accuracy per epsilon and method.
 
@@ -60,6 +61,7 @@ def certified_report(
         return_masks: Also return the per-example flags under ``"masks"``:
             ``correct`` ``[N]``, ``certified`` ``{method: [E, N]}`` and
             ``pgd_robust`` ``[E, n_attacked]`` (numpy bool arrays; not JSON).
+        progress: Show a progress bar over the batches of each bound and attack.
 
     Returns:
         A JSON-serialisable dict with ``n``, ``clean_acc``, ``epsilons``,
@@ -108,7 +110,7 @@ def certified_report(
                 ).T
             )
         )
-        cert = over_data(cert_fn, [x, y]).T  # (E, N)
+        cert = over_data(cert_fn, [x, y], progress=m if progress else False).T  # (E, N)
         certified[m] = cert
         seconds[f"certify/{m}"] = time.perf_counter() - t
 
@@ -148,6 +150,7 @@ def certified_report(
                 [x[:n_att], y[:n_att]],
                 batch_size=min(batch_size, max(n_att, 1)),
                 key=jax.random.fold_in(key, i),
+                progress=f"pgd eps {eps:g}" if progress else False,
             )
         )
         robust[-1] &= correct[:n_att]

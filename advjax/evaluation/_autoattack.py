@@ -266,6 +266,7 @@ def autoattack(
     diagnostics: bool = True,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
+    progress: bool = False,
 ) -> AutoAttackResult:
     """Evaluates robust accuracy with AutoAttack (Croce & Hein 2020).
 
@@ -299,6 +300,7 @@ def autoattack(
       diagnostics: run the gradient-masking checks and report warnings.
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
+      progress: show a progress bar over the batches of each attack.
 
     Returns:
       An :class:`AutoAttackResult`.
@@ -364,7 +366,13 @@ def autoattack(
         broken_here, rejected = 0, dict.fromkeys(REJECTION_REASONS, 0)
         if todo.size:  # no work is spent once every point is broken
             found = map_batches(
-                run, [x, y], batch_size=batch_size, key=attack_key, rows=todo, bucket=True
+                run,
+                [x, y],
+                batch_size=batch_size,
+                key=attack_key,
+                rows=todo,
+                bucket=True,
+                progress=name if progress else False,
             )
             checks = {k: np.asarray(v) for k, v in verify(x[todo], found, constraints).items()}
             rejected = {reason: int(checks[reason].sum()) for reason in REJECTION_REASONS}

@@ -290,6 +290,7 @@ def evaluate(
     diagnostics: bool = True,
     black_box: Sequence[str] = (),
     sharding: jax.sharding.Sharding | None = None,
+    progress: bool = False,
 ) -> RobustnessReport:
     """Measures clean accuracy and robust accuracy per attack and budget.
 
@@ -319,6 +320,7 @@ def evaluate(
         (``batch_size`` is then rounded up to a multiple of the device count);
         ``None`` runs on the default device. With a ``batch_size`` that the
         device count divides, the report is the same as without sharding.
+      progress: show a progress bar over the batches of each attack.
 
     Returns:
       A :class:`RobustnessReport`. An example counts as broken only if the
@@ -362,7 +364,9 @@ def evaluate(
         run = _make_sweep(logits_fn, factory, budgets, threat, float(clip_min), float(clip_max))
         attack_key = jax.random.fold_in(key, attack_index)
         started = time.perf_counter()
-        broken, norms, rejected = over_data(run, [x, y], key=attack_key)
+        broken, norms, rejected = over_data(
+            run, [x, y], key=attack_key, progress=name if progress else False
+        )
         seconds = time.perf_counter() - started
         all_broken.append(broken.T)
         all_norms.append(norms.T)

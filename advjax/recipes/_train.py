@@ -436,4 +436,5 @@ def _evaluate(recipe: Recipe, config, out: Path, outcome: TrainOutcome, progress
             + "\n"
         )
     for method in recipe.certify:
-        outcome.certifications.append(runs.certify_run(run, recipe_certify_spec(config, method)))
+        spec = recipe_certify_spec(config, method)
+        outcome.certifications.append(runs.certify_run(run, spec, progress=progress))
