@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--set", nargs="+", default=[], metavar="KEY=VALUE", help="override recipe settings"
     )
+    train.add_argument("--data", default=None, help="a named data set (`advjax list`)")
+    train.add_argument("--data-dir", default=None, help="where the data set's files are")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     train.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
@@ -133,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     certify.add_argument("--seed", type=int, default=0)
     certify.add_argument("--pgd-steps", type=int, default=100)
     certify.add_argument("--pgd-restarts", type=int, default=10)
+    certify.add_argument(
+        "--pgd-examples", type=int, default=None, help="attack the first N only (default: all)"
+    )
     certify.add_argument("--sigma", type=float, default=0.25, help="smoothing noise")
     certify.add_argument("--samples", type=int, default=1000, help="smoothing samples")
     certify.add_argument("--alpha", type=float, default=0.001, help="smoothing confidence")
@@ -214,10 +219,12 @@ def _train(args) -> int:
     from advjax.recipes import train_recipe
 
     out = args.out or f"runs/{args.recipe}"
+    data = [f"data={args.data}"] if args.data else []
+    data += [f"data_dir={args.data_dir}"] if args.data_dir else []
     outcome = train_recipe(
         args.recipe,
         out,
-        overrides=args.set,
+        overrides=data + args.set,
         resume=args.resume,
         progress=not args.no_progress,
         max_steps=args.max_steps,
@@ -295,6 +302,7 @@ def _certify_spec(run, args):
         seed=args.seed,
         pgd_steps=args.pgd_steps,
         pgd_restarts=args.pgd_restarts,
+        pgd_examples=args.pgd_examples,
         sigma=args.sigma,
         samples=args.samples,
         alpha=args.alpha,

@@ -291,3 +291,21 @@ def test_eval_and_certify_refuse_bad_settings_and_keep_budgets_apart(two_runs, c
     )
     big = advjax.runs.evaluate_run(run, advjax.runs.EvalSpec("fgsm", 0.05, n=10**6))
     assert big["spec"]["n"] == 2000 and big["num_examples"] == 2000
+
+
+def test_certify_can_attack_a_subset_and_says_so(two_runs, capsys):
+    a, _ = two_runs
+    argv = ["certify", str(a), "--eps", "0.05", "--n", "100", "--pgd-examples", "40"]
+    assert cli.main([*argv, "--pgd-steps", "5", "--pgd-restarts", "1", "--no-progress"]) == 0
+    (path,) = [p for p in (a / "certify").glob("ibp-eps0.05-n100-*/report.json")]
+    summary = json.loads(path.read_text())["summary"]
+    assert summary["attacked_examples"] == 40 and summary["consistent"] is True
+    assert summary["certified_on_attacked"][0] <= summary["attack_accuracy"][0]
+    assert "first 40" in (path.parent / "report.md").read_text()
+
+
+def test_train_takes_the_data_set_as_a_flag(tmp_path, capsys):
+    out = tmp_path / "d"
+    argv = ["train", "standard", "--out", str(out), "--data", "mnist-5k", "--no-eval"]
+    assert cli.main(argv) == 2  # mnist-5k reads files: without --data-dir it says so
+    assert "--data-dir" in capsys.readouterr().err

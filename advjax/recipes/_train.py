@@ -232,6 +232,7 @@ def recipe_certify_spec(config, method: str) -> runs.CertifySpec:
         seed=config.seed,
         pgd_steps=config.eval_steps,
         pgd_restarts=config.eval_restarts,
+        pgd_examples=min(config.eval_examples, config.certify_examples),
     )
 
 

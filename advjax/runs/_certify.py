@@ -45,6 +45,8 @@ class CertifySpec:
       seed: the PRNG seed of the PGD upper bound (and of smoothing's noise).
       pgd_steps: PGD steps of the upper bound (step ``2.5 * eps / steps``).
       pgd_restarts: PGD restarts of the upper bound.
+      pgd_examples: attack only the first this many of the ``n`` examples (``None``:
+        all); the per-example consistency check covers those.
       sigma: smoothing's noise level (standard deviation, input units).
       samples: smoothing's Monte Carlo samples per example (``n`` of Cohen et al.).
       alpha: smoothing's failure probability.
@@ -61,6 +63,7 @@ class CertifySpec:
     seed: int = 0
     pgd_steps: int = 100
     pgd_restarts: int = 10
+    pgd_examples: int | None = None
     sigma: float = 0.25
     samples: int = 1000
     alpha: float = 0.001
@@ -70,8 +73,10 @@ class CertifySpec:
             raise RunError(f"unknown method {self.method!r}; known: {sorted(CERTIFY_METHODS)}.")
         smoothing = self.method == "smoothing"
         object.__setattr__(self, "epsilons", checked_budgets(self.epsilons, zero=smoothing))
-        for name in ("n", "pgd_steps", "pgd_restarts", "samples"):
+        for name in ("n", "pgd_steps", "pgd_restarts", "samples", "pgd_examples"):
             value = getattr(self, name)
+            if name == "pgd_examples" and value is None:
+                continue
             if not isinstance(value, int) or value < 1:
                 flag = {"samples": "--samples (smoothing's Monte Carlo samples)"}.get(name, name)
                 raise RunError(f"{flag} must be a whole number >= 1, got {value!r}.")
@@ -91,7 +96,11 @@ class CertifySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (only those the method uses)."""
-        unused = ("pgd_steps", "pgd_restarts") if self.method == "smoothing" else SMOOTHING_ONLY
+        unused = (
+            ("pgd_steps", "pgd_restarts", "pgd_examples")
+            if self.method == "smoothing"
+            else SMOOTHING_ONLY
+        )
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in unused}
         return {**fields, "epsilons": list(self.epsilons)}
 
@@ -106,6 +115,7 @@ def _bound_report(run, x, y, spec, progress=False) -> tuple[dict, dict]:
         key=jax.random.key(spec.seed),
         pgd_steps=spec.pgd_steps,
         pgd_restarts=spec.pgd_restarts,
+        pgd_examples=spec.pgd_examples,
         return_masks=True,
         progress=progress,
     )
@@ -122,6 +132,8 @@ def _bound_report(run, x, y, spec, progress=False) -> tuple[dict, dict]:
         "certified_accuracy": report["certified"][spec.method],
         "attack_accuracy": report["pgd"]["acc"],
         "attack": f"pgd-{spec.pgd_steps}x{spec.pgd_restarts}",
+        "attacked_examples": report["pgd"]["n"],
+        "certified_on_attacked": report["pgd"]["certified"][spec.method],
         "violations": report["violations"],
         "consistent": report["consistent"],
     }
