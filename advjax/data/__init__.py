@@ -44,12 +44,14 @@ from advjax.data._idx import (
     read_idx_labels,
     write_idx_gz,
 )
+from advjax.data._image_folder import load_image_folder
 from advjax.data._loaders import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist
 from advjax.data._map import bucket_size, map_batches
 from advjax.data._named import NAMED_DATASETS, NamedDataset, load_named
 from advjax.data._registry import REGISTRY, DatasetSource, RemoteFile
 
 __all__ = [
+    "load_image_folder",
     "NAMED_DATASETS",
     "NamedDataset",
     "load_named",

@@ -18,6 +18,8 @@ class Dataset:
         labels: ``int32`` array of shape ``(N,)`` with values in ``[0, num_classes)``.
         name: Human-readable identifier, e.g. ``"mnist/test"``.
         num_classes: Number of classes of the label space.
+        classes: The class names in label order, when the source names them
+            (e.g. an image folder's class folders), else ``None``.
 
     Raises:
         DataError: On construction, if ``images`` is not a 4-d ``uint8`` array,
@@ -43,10 +45,16 @@ class Dataset:
     labels: np.ndarray
     name: str
     num_classes: int
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         """Validate dtypes, shapes and the label range."""
         _validate(self.images, self.labels, self.name, self.num_classes)
+        if self.classes is not None and len(self.classes) != self.num_classes:
+            raise DataError(
+                f"Dataset {self.name!r}: {len(self.classes)} class names for "
+                f"{self.num_classes} classes."
+            )
 
     def __repr__(self) -> str:
         """Summarise the arrays by dtype and shape instead of printing them."""
@@ -96,6 +104,7 @@ class Dataset:
             labels=self.labels[indices],
             name=name if name is not None else f"{self.name}[subset]",
             num_classes=self.num_classes,
+            classes=self.classes,
         )
 
 

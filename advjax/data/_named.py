@@ -7,9 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from advjax.data._dataset import Dataset
+from advjax.data._download import file_md5
 from advjax.data._embedded import load_embedded_mnist
 from advjax.data._errors import DataError
 from advjax.data._idx import load_idx_pair
+from advjax.data._image_folder import load_image_folder
 from advjax.data._loaders import load_cifar10, load_mnist
 
 
@@ -49,6 +51,47 @@ def _mnist_5k(split: str, data_dir: str | None) -> Dataset:
     )
 
 
+CIFAR10_JPEG_ZIP = "cifar10-jpeg/cifar10-jpeg75.zip"
+CIFAR10_JPEG_MD5 = "fbd10768cb74796a5601b4e64d0e6107"
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+
+def _cifar10_jpeg(split: str, data_dir: str | None) -> Dataset:
+    if data_dir is None:
+        raise DataError(
+            f"--data cifar10-jpeg needs --data-dir: the folder holding {CIFAR10_JPEG_ZIP}."
+        )
+    path = Path(data_dir) / CIFAR10_JPEG_ZIP
+    if not path.is_file():
+        raise DataError(f"{path} is missing; --data-dir must hold {CIFAR10_JPEG_ZIP}.")
+    found = file_md5(path)
+    if found != CIFAR10_JPEG_MD5:
+        raise DataError(
+            f"{path} has md5 {found}, not the published {CIFAR10_JPEG_MD5}: the file is "
+            "damaged or another one; replace it."
+        )
+    return load_image_folder(path, split, classes=CIFAR10_CLASSES, name=f"cifar10-jpeg/{split}")
+
+
+def _image_folder(split: str, data_dir: str | None) -> Dataset:
+    if data_dir is None:
+        raise DataError(
+            "--data image-folder needs --data-dir: a folder or zip of split/<class>/<image>."
+        )
+    return load_image_folder(data_dir, split)
+
+
 NAMED_DATASETS: dict[str, NamedDataset] = {
     entry.name: entry
     for entry in (
@@ -68,6 +111,18 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
             "mnist",
             "official MNIST (60,000 / 10,000), md5-checked, from --data-dir or downloaded",
             lambda split, data_dir: load_mnist(split, data_dir=data_dir),
+        ),
+        NamedDataset(
+            "cifar10-jpeg",
+            "all 60,000 CIFAR-10 images as JPEG quality 75 (not the canonical pixels: say so "
+            "with every figure), from --data-dir/cifar10-jpeg/cifar10-jpeg75.zip, md5-checked",
+            _cifar10_jpeg,
+        ),
+        NamedDataset(
+            "image-folder",
+            "your own images: --data-dir is a folder or zip of split/<class>/<image> "
+            "(classes sorted by name)",
+            _image_folder,
         ),
         NamedDataset(
             "cifar10",
