@@ -96,9 +96,10 @@ def _train_eps(config) -> float:
     return config.train_eps or 1.1 * config.eps
 
 
-def _ibp(config, context):
+def _eps_and_kappa(config, context):
+    """The schedules of the training budget and of kappa: warm-up, then the ramp."""
     warmup, ramp = _ramps(config, context)
-    eps, kappa = train.ibp_schedules(
+    return train.ibp_schedules(
         _train_eps(config),
         warmup_steps=warmup,
         ramp_steps=ramp,
@@ -106,6 +107,10 @@ def _ibp(config, context):
         kappa_end=config.kappa_end,
         shape=config.ramp_shape,
     )
+
+
+def _ibp(config, context):
+    eps, kappa = _eps_and_kappa(config, context)
     return train.ibp_training(eps, kappa=kappa)
 
 
@@ -114,14 +119,7 @@ def _crown_ibp(config, context):
     beta = train.epsilon_ramp(
         config.beta_end, ramp, initial=config.beta_start, start_step=warmup, kind=config.ramp_shape
     )
-    eps, kappa = train.ibp_schedules(
-        _train_eps(config),
-        warmup_steps=warmup,
-        ramp_steps=ramp,
-        kappa_start=config.kappa_start,
-        kappa_end=config.kappa_end,
-        shape=config.ramp_shape,
-    )
+    eps, kappa = _eps_and_kappa(config, context)
     return train.crown_ibp_training(eps, kappa=kappa, beta=beta)
 
 

@@ -14,7 +14,12 @@ import numpy as np
 
 from advjax import certify
 from advjax._integrity import json_digest
-from advjax.runs._evaluate import checked_budgets, evaluation_examples, model_digest
+from advjax.runs._evaluate import (
+    checked_budgets,
+    evaluation_examples,
+    model_digest,
+    read_per_example,
+)
 from advjax.runs._format import LoadedRun, RunError, environment
 from advjax.runs._reports import render_certify, write_index
 
@@ -267,9 +272,4 @@ def read_certified(report: dict) -> np.ndarray:
         ...
       advjax.runs._format.RunError: cannot read the per-example results ...
     """
-    path = Path(report["directory"]) / MASKS
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            return stored["certified"]
-    except (OSError, KeyError, ValueError) as error:
-        raise RunError(f"cannot read the per-example results {path}: {error}") from error
+    return read_per_example(Path(report["directory"]) / MASKS, ("certified",))["certified"]

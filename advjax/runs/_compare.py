@@ -209,6 +209,7 @@ def check_no_regression(
     certify_spec: CertifySpec | None = None,
     max_drop: float = 1.0,
     data_dir: str | None = None,
+    progress: bool = False,
 ) -> Comparison:
     """:func:`compare_runs`, raising :class:`RobustnessRegression` when B drops too far.
 
@@ -221,6 +222,7 @@ def check_no_regression(
       certify_spec: also compare certified accuracy.
       max_drop: the largest allowed drop, in percentage points.
       data_dir: where the runs' data set is.
+      progress: show progress bars.
 
     Returns:
       The :class:`Comparison` when B passes.
@@ -244,7 +246,13 @@ def check_no_regression(
       True
     """
     comparison = compare_runs(
-        run_a, run_b, spec, certify_spec=certify_spec, max_drop=max_drop, data_dir=data_dir
+        run_a,
+        run_b,
+        spec,
+        certify_spec=certify_spec,
+        max_drop=max_drop,
+        data_dir=data_dir,
+        progress=progress,
     )
     if not comparison.passed:
         raise RobustnessRegression(comparison.table())

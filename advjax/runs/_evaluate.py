@@ -436,9 +436,17 @@ def read_masks(report: dict) -> dict[str, np.ndarray]:
         ...
       advjax.runs._format.RunError: cannot read the per-example results ...
     """
-    path = Path(report["directory"]) / MASKS
+    return read_per_example(Path(report["directory"]) / MASKS, ("correct", "robust", "epsilons"))
+
+
+def read_per_example(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``keys`` of a stored ``.npz`` of per-example results, read without pickle.
+
+    Raises:
+      RunError: the file is missing or unreadable, or lacks a key.
+    """
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {k: stored[k] for k in ("correct", "robust", "epsilons")}
+            return {k: stored[k] for k in keys}
     except (OSError, KeyError, ValueError) as error:
         raise RunError(f"cannot read the per-example results {path}: {error}") from error
