@@ -31,7 +31,7 @@ class QuickstartConfig:
     (Wong et al.'s MNIST setting; at 1e-3 this net underfits: 93% clean, 52%
     robust after 20 epochs). Evaluation: FGSM and PGD-``eval_steps`` with
     ``eval_restarts`` restarts and the step size ``2.5 * eps / steps``; for a
-    stronger estimate run ``experiments/autoattack_vs_pgd.py`` on the run directory.
+    stronger estimate run ``advjax eval RUN --attack autoattack`` on the run directory.
     """
 
     out: str = "runs/quickstart"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 
@@ -248,7 +247,8 @@ def _train(args) -> int:
 
 
 def _spec_flags(spec: dict) -> str:
-    flags = [f"--attack {spec['attack']}", "--eps " + " ".join(f"{e:g}" for e in spec["epsilons"])]
+    budgets = " ".join(f"{e:g}" for e in spec["epsilons"] if e > 0)  # 0 is always added
+    flags = [f"--attack {spec['attack']}", f"--eps {budgets}"]
     flags += [f"--norm {spec['norm']}", f"--n {spec['n']}", f"--seed {spec['seed']}"]
     for name in ("steps", "restarts", "step_size"):
         if spec.get(name) is not None:
@@ -281,9 +281,10 @@ def _eval(args) -> int:
 
     run = load_run(args.run)
     spec = _eval_spec(run, args)
-    if args.fresh:
-        shutil.rmtree(run.directory / "eval" / spec.name(), ignore_errors=True)
-    report = evaluate_run(run, spec, data_dir=args.data_dir, progress=not args.no_progress)
+    progress = not args.no_progress
+    report = evaluate_run(
+        run, spec, data_dir=args.data_dir, progress=progress, reuse=not args.fresh
+    )
     _print_eval(report)
     return 0
 
@@ -313,11 +314,9 @@ def _certify(args) -> int:
     from advjax.runs import certify_run, load_run
 
     run = load_run(args.run)
-    args.norm = None
     spec = _certify_spec(run, args)
-    if args.fresh:
-        shutil.rmtree(run.directory / "certify" / spec.name(), ignore_errors=True)
-    report = certify_run(run, spec, data_dir=args.data_dir, progress=not args.no_progress)
+    progress = not args.no_progress
+    report = certify_run(run, spec, data_dir=args.data_dir, progress=progress, reuse=not args.fresh)
     _print_certify(report)
     return 0 if report["summary"].get("consistent") is not False else EXIT_REGRESSION
 

@@ -224,6 +224,7 @@ def test_list_names_every_registry(capsys):
         (["train", "standard", "--set", "epochs=0"], "epochs must be >= 1"),
         (["train", "standard", "--set", "eval_attacks=[pgdd]"], "unknown eval_attacks"),
         (["train", "standard", "--set", "eval_steps=5"], "moves at most"),
+        (["train", "trades", "--set", "norm=l2"], "trains against ['linf'] only"),
     ],
 )
 def test_bad_commands_exit_2_with_the_cause(argv, message, tmp_path, capsys):
@@ -275,6 +276,8 @@ def test_eval_and_certify_refuse_bad_settings_and_keep_budgets_apart(two_runs, c
         (["eval", str(a), "--norm", "l2"], "give --eps for l2"),
         (["certify", str(a), "--method", "smoothing", "--sigma", "0"], "sigma"),
         (["certify", str(a), "--method", "smoothing", "--samples", "0"], "--samples"),
+        (["eval", str(a), "--attack", "square", "--norm", "l1", "--eps", "1"], "no update"),
+        (["eval", str(a), "--attack", "autoattack", "--norm", "l0", "--eps", "3"], "no update"),
     ]:
         assert cli.main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
@@ -285,12 +288,12 @@ def test_eval_and_certify_refuse_bad_settings_and_keep_budgets_apart(two_runs, c
     first = advjax.runs.evaluate_run(run, spec)
     advjax.runs.evaluate_run(run, other)
     assert advjax.runs.evaluate_run(run, spec)["reused"]
-    assert (
-        first["directory"] in (a / "index.md").read_text()
-        or spec.name() in (a / "index.md").read_text()
-    )
+    assert not first["reused"] and spec.name() in (a / "index.md").read_text()
     big = advjax.runs.evaluate_run(run, advjax.runs.EvalSpec("fgsm", 0.05, n=10**6))
     assert big["spec"]["n"] == 2000 and big["num_examples"] == 2000
+    argv = ["eval", str(a), "--attack", "fgsm", "--eps", "0.05", "--n", "1000000", "--fresh"]
+    assert cli.main([*argv, "--no-progress"]) == 0
+    assert "stored report reused" not in capsys.readouterr().out  # --fresh measures again
 
 
 def test_certify_can_attack_a_subset_and_says_so(two_runs, capsys):

@@ -58,7 +58,7 @@ def batched_margin_lower_bounds(
     arXiv:1810.12715). A concrete ``beta == 0`` traces no CROWN pass. A traced
     ``beta`` (a schedule) always runs the CROWN-IBP pass and uses the IBP bounds
     alone where ``beta <= 0``; to skip the pass once a schedule has reached 0,
-    continue with a concrete ``beta=0`` (``experiments/crown_ibp_mnist.py`` does
+    continue with a concrete ``beta=0`` (the ``crown_ibp`` recipe of ``advjax train`` does
     after the ramp).
 
     Args:

@@ -139,6 +139,7 @@ class AutoAttackResult:
         counted, however they were classified.
       warnings: gradient-masking warnings (see :func:`gradient_masking_checks`).
       diagnostics: the figures behind the warnings.
+      correct: per-example flags ``[N]``, classified correctly without attack.
 
     Shares are fractions of all ``N`` examples, in ``[0, 1]``; seconds are wall
     time, compile included.
@@ -166,6 +167,8 @@ class AutoAttackResult:
     per_attack: dict[str, dict[str, float]]
     warnings: list[str]
     diagnostics: dict[str, Any]
+    correct: np.ndarray | None = None
+    """Per-example flags ``[N]``: classified correctly without attack."""
 
 
 def _config(eps, norm, version, n, names, key) -> dict[str, Any]:
@@ -417,4 +420,5 @@ def autoattack(
         per_attack=per_attack,
         warnings=warnings,
         diagnostics=figures,
+        correct=correct,
     )

@@ -295,7 +295,9 @@ def evaluate(
     """Measures clean accuracy and robust accuracy per attack and budget.
 
     Each attack factory ``eps -> attack`` is vmapped over all budgets at once
-    (:func:`advjax.over_epsilons`) inside one compiled program per batch.
+    (:func:`advjax.over_epsilons`) inside one compiled program per batch. A
+    budget of 0 is not attacked (no point can move): its robust accuracy is the
+    clean accuracy, so a robustness curve can start at 0 at no cost.
 
     Args:
       logits_fn: the eval-mode model, ``x[B, ...] -> logits[B, K]``.
@@ -358,15 +360,23 @@ def evaluate(
 
     over_data = functools.partial(map_batches, batch_size=batch_size, sharding=sharding)
     correct = over_data(predict, [x]) == y
+    attacked = epsilons_array > 0  # at budget 0 nothing can move: robust accuracy is clean accuracy
     results, all_broken, all_norms = [], [], []
     for attack_index, (name, factory) in enumerate(attacks.items()):
-        budgets = tuple(epsilons_array.tolist())
-        run = _make_sweep(logits_fn, factory, budgets, threat, float(clip_min), float(clip_max))
+        budgets = tuple(epsilons_array[attacked].tolist())
         attack_key = jax.random.fold_in(key, attack_index)
         started = time.perf_counter()
-        broken, norms, rejected = over_data(
-            run, [x, y], key=attack_key, progress=name if progress else False
-        )
+        broken = np.zeros((len(x), len(epsilons_array)), bool)
+        norms = np.zeros(broken.shape, np.float32)
+        rejected = {reason: np.zeros(broken.shape, bool) for reason in REJECTION_REASONS}
+        if budgets:
+            run = _make_sweep(logits_fn, factory, budgets, threat, float(clip_min), float(clip_max))
+            found, sizes, refused = over_data(
+                run, [x, y], key=attack_key, progress=name if progress else False
+            )
+            broken[:, attacked], norms[:, attacked] = found, sizes
+            for reason, mask in refused.items():
+                rejected[reason][:, attacked] = mask
         seconds = time.perf_counter() - started
         all_broken.append(broken.T)
         all_norms.append(norms.T)

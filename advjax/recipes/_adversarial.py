@@ -181,6 +181,7 @@ for recipe in (
         "empirical risk minimisation",
         StandardConfig,
         (Stage("train", lambda config, context: train.standard()),),
+        norms=("linf", "l2"),
     ),
     Recipe(
         "pgd_at",
@@ -189,6 +190,7 @@ for recipe in (
         "(set train_steps=40 train_step_size=0.01)",
         PGDATConfig,
         (Stage("train", _pgd_at),),
+        norms=("linf", "l2"),
     ),
     Recipe(
         "pgd_at_awp",
@@ -196,6 +198,7 @@ for recipe in (
         f"{AWP}; {MADRY}",
         AWPConfig,
         (Stage("train", _pgd_at),),
+        norms=("linf", "l2"),
     ),
     Recipe(
         "trades",
@@ -267,6 +270,7 @@ for recipe in (
                 ),
             ),
         ),
+        norms=("linf", "l2"),
     ),
     Recipe(
         "distillation",
@@ -278,6 +282,7 @@ for recipe in (
             Stage("teacher", lambda config, context: train.distillation(config.temperature)),
             Stage("student", _distillation_student),
         ),
+        norms=("linf", "l2"),
     ),
 ):
     register(recipe)

@@ -156,6 +156,7 @@ for recipe in (
         GaussianNoiseConfig,
         (Stage("train", lambda config, context: train.gaussian_noise_training(config.sigma)),),
         certify=("smoothing",),
+        norms=("linf", "l2"),
     ),
 ):
     register(recipe)

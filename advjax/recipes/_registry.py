@@ -56,6 +56,8 @@ class Recipe:
       config: the :class:`RecipeConfig` subclass holding its defaults.
       stages: the training stages, run in order.
       certify: certification methods run after training (``"ibp"``, ``"smoothing"``, ...).
+      norms: the threat models (``config.norm``) its training objective implements;
+        another is refused before anything is written.
 
     Example:
       >>> from advjax.recipes import get_recipe
@@ -70,6 +72,7 @@ class Recipe:
     config: type
     stages: tuple[Stage, ...]
     certify: tuple[str, ...] = ()
+    norms: tuple[str, ...] = ("linf",)
 
 
 RECIPES: dict[str, Recipe] = {}

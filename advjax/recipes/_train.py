@@ -327,6 +327,11 @@ def train_recipe(
     if max_steps is not None and max_steps < 1:
         raise RecipeError(f"max_steps must be >= 1, got {max_steps}.")
     config = _resolve_config(recipe, out, overrides, resume)
+    if config.norm not in recipe.norms:
+        raise RecipeError(
+            f"recipe {recipe.name!r} trains against {list(recipe.norms)} only, not "
+            f"norm={config.norm!r}; pgd_at trains against linf or l2."
+        )
     train_set = training_data(config)
     runs.write_config(
         out,

@@ -22,7 +22,6 @@ from advjax.runs._evaluate import (
     checked_budgets,
     evaluate_run,
     evaluation_examples,
-    model_digest,
     read_masks,
 )
 from advjax.runs._format import (
@@ -50,6 +49,7 @@ from advjax.runs._reports import (
     render_run,
     write_index,
 )
+from advjax.runs._store import model_digest
 
 __all__ = [
     "CERTIFY_METHODS",

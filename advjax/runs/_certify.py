@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,17 +12,12 @@ import numpy as np
 
 from advjax import certify
 from advjax._integrity import json_digest
-from advjax.runs._evaluate import (
-    checked_budgets,
-    evaluation_examples,
-    model_digest,
-    read_per_example,
-)
-from advjax.runs._format import LoadedRun, RunError, environment
+from advjax.runs._evaluate import checked_budgets, evaluation_examples, read_per_example
+from advjax.runs._format import LoadedRun, RunError
 from advjax.runs._reports import render_certify, write_index
+from advjax.runs._store import new_report, report_directory, stored_report, write_report
 
 CERTIFY_DIR = "certify"
-REPORT = "report.json"
 MASKS = "per_example.npz"
 
 CERTIFY_METHODS: dict[str, str] = {
@@ -53,7 +46,8 @@ class CertifySpec:
       pgd_examples: attack only the first this many of the ``n`` examples (``None``:
         all); the per-example consistency check covers those.
       sigma: smoothing's noise level (standard deviation, input units).
-      samples: smoothing's Monte Carlo samples per example (``n`` of Cohen et al.).
+      samples: smoothing's Monte Carlo samples per example (``n`` of Cohen et al.;
+        the class is selected from ``n0 = 100`` further samples, their default).
       alpha: smoothing's failure probability.
 
     Example:
@@ -181,7 +175,12 @@ def _smoothing_report(run, x, y, spec, progress=False) -> tuple[dict, dict]:
 
 
 def certify_run(
-    run: LoadedRun, spec: CertifySpec, *, data_dir: str | None = None, progress: bool = False
+    run: LoadedRun,
+    spec: CertifySpec,
+    *,
+    data_dir: str | None = None,
+    progress: bool = False,
+    reuse: bool = True,
 ) -> dict:
     """Certified accuracy of ``run`` (with an attack's upper bound), stored in the run.
 
@@ -199,6 +198,8 @@ def certify_run(
       spec: what to certify.
       data_dir: where the run's data set is, when it reads files.
       progress: show progress bars.
+      reuse: return a stored report with the same spec and weights instead of
+        certifying again (``False``: certify, and replace it).
 
     Returns:
       The report as a dict (what ``report.json`` holds), with ``"directory"``.
@@ -220,43 +221,24 @@ def certify_run(
       >>> report["summary"]["consistent"]
       True
     """
-    if run.directory is None:
-        raise RunError("this run was built in memory; save it with save_run_model first.")
     x, y = evaluation_examples(run, spec.n, data_dir)
     spec = dataclasses.replace(spec, n=len(y))  # the examples there are
-    directory = run.directory / CERTIFY_DIR / spec.name()
-    digest = model_digest(run)
-    path = directory / REPORT
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            stored = {}
-        if stored.get("spec") == spec.to_dict() and stored.get("model_sha256") == digest:
-            return {**stored, "directory": str(directory), "reused": True}
+    directory = report_directory(run, CERTIFY_DIR, spec.name())
+    stored = stored_report(directory, spec.to_dict(), run, needs=(MASKS,)) if reuse else None
+    if stored is not None:
+        return stored
     started = time.perf_counter()
     if spec.method == "smoothing":
         summary, flags = _smoothing_report(run, x, y, spec, progress)
     else:
         summary, flags = _bound_report(run, x, y, spec, progress)
-    record = {
-        "format": 1,
-        "kind": "certify",
-        "spec": spec.to_dict(),
-        "model_sha256": digest,
-        "dataset": run.config.get("dataset", {"name": "mnist-embedded"}),
-        "num_examples": int(len(y)),
-        "seconds": round(time.perf_counter() - started, 2),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(),
-        "summary": summary,
-    }
+    record = new_report("certify", spec.to_dict(), run, len(y), started, summary=summary)
     directory.mkdir(parents=True, exist_ok=True)
     np.savez(directory / MASKS, **{k: v for k, v in flags.items() if v is not None})
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    written = write_report(directory, record)
     render_certify(record, directory)
     write_index(run.directory)
-    return {**record, "directory": str(directory), "reused": False}
+    return written
 
 
 def read_certified(report: dict) -> np.ndarray:

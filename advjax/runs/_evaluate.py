@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +13,11 @@ import numpy as np
 
 from advjax import attacks, data, evaluation
 from advjax._integrity import json_digest
-from advjax.runs._format import LoadedRun, RunError, environment
+from advjax.runs._format import LoadedRun, RunError
 from advjax.runs._reports import render_eval, write_index
+from advjax.runs._store import new_report, report_directory, stored_report, write_report
 
 EVAL_DIR = "eval"
-REPORT = "report.json"
 MASKS = "per_example.npz"
 GRID_EXAMPLES = 8
 """Examples shown as clean / adversarial / perturbation images in ``examples.png``."""
@@ -137,6 +135,10 @@ EVAL_ATTACKS: dict[str, EvalAttack] = {
 }
 
 
+def _autoattack_ensemble(spec, eps):
+    return evaluation.standard_attacks(eps, norm=spec.norm)
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
     """What an evaluation measures: the attack, the budgets, the examples, the key.
@@ -186,11 +188,16 @@ class EvalSpec:
             raise RunError(f"step_size must be finite and > 0, got {self.step_size!r}.")
         if self.norm not in attacks.THREAT_MODELS:
             raise RunError(f"unknown norm {self.norm!r}; known: {sorted(attacks.THREAT_MODELS)}.")
+        try:  # attacks refuse, when built, threat models they have no update for
+            (EVAL_ATTACKS[self.attack].build or _autoattack_ensemble)(self, self.epsilons[-1])
+        except ValueError as error:
+            raise RunError(f"{self.attack} with --norm {self.norm}: {error}") from error
         if self.step_size is not None and self.attack in ("pgd", "pgd-cw"):
-            reach = self.step_size * (self.steps or PGD_STEPS)
+            steps = _given(self.steps, PGD_STEPS)
+            reach = self.step_size * steps
             if reach < self.epsilons[-1]:
                 raise RunError(
-                    f"PGD with {self.steps or PGD_STEPS} steps of {self.step_size:g} moves at "
+                    f"PGD with {steps} steps of {self.step_size:g} moves at "
                     f"most {reach:g}, less than the budget {self.epsilons[-1]:g}: the attack "
                     "would understate what it can break. Raise the steps or the step size, or "
                     "leave the step size to its default 2.5 eps / steps."
@@ -206,18 +213,6 @@ class EvalSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return {**dataclasses.asdict(self), "epsilons": list(self.epsilons)}
-
-
-def model_digest(run: LoadedRun) -> str:
-    """One SHA-256 over the run's model digests: which weights a report was measured on.
-
-    Example:
-      >>> from advjax.runs import LoadedRun, model_digest
-      >>> run = LoadedRun(None, {}, None, {"model_digests": {"params/w": "ab"}})
-      >>> len(model_digest(run))
-      64
-    """
-    return json_digest(run.config.get("model_digests", {}))
 
 
 def evaluation_examples(run: LoadedRun, n: int, data_dir: str | None = None):
@@ -237,43 +232,12 @@ def evaluation_examples(run: LoadedRun, n: int, data_dir: str | None = None):
     return x, np.asarray(test_set.labels[:n], np.int32)
 
 
-def _correct(run, x, y) -> np.ndarray:
-    predict = jax.jit(lambda xb: attacks.predicted_class(run.logits_fn(xb)))
-    return data.map_batches(predict, [x], batch_size=500) == y
-
-
-def _with_clean_column(report, correct):
-    """``report`` with budget 0 prepended: clean accuracy, measured without attacking at eps 0."""
-
-    def column(result, first_robust):
-        return dataclasses.replace(
-            result,
-            robust_accuracy=[first_robust, *result.robust_accuracy],
-            success_rate=[0.0, *result.success_rate],
-            mean_norm=[float("nan"), *result.mean_norm],
-            median_norm=[float("nan"), *result.median_norm],
-            rejected={k: [0, *v] for k, v in result.rejected.items()},
-        )
-
-    clean = float(correct.mean())
-    return dataclasses.replace(
-        report,
-        epsilons=[0.0, *report.epsilons],
-        attacks=[column(a, clean) for a in report.attacks],
-        worst_case=column(report.worst_case, clean),
-        robust_examples=np.concatenate([correct[None], report.robust_examples]),
-    )
-
-
 def _autoattack_report(run, x, y, spec, key, progress=False):
     threat = attacks.get_threat_model(spec.norm)
-    correct = _correct(run, x, y)
     broken = np.zeros((len(spec.epsilons), len(y)), bool)
     norms = np.zeros_like(broken, np.float32)
-    warnings, started, x_adv = [], time.perf_counter(), x
-    for index, eps in enumerate(spec.epsilons):
-        if eps == 0.0:
-            continue
+    warnings, started = [], time.perf_counter()
+    for index, eps in enumerate(spec.epsilons[1:], start=1):  # budget 0: clean accuracy
         result = evaluation.autoattack(
             run.logits_fn,
             x,
@@ -284,10 +248,10 @@ def _autoattack_report(run, x, y, spec, key, progress=False):
             diagnostics=index == len(spec.epsilons) - 1,
             progress=progress,
         )
+        correct = result.correct
         broken[index] = correct & ~result.robust
         norms[index] = np.asarray(threat.norm(result.x_adv - x))
         warnings.extend(result.warnings)
-        x_adv = result.x_adv
     seconds = time.perf_counter() - started
     summary = evaluation.summarise_attack("autoattack", correct, broken, norms, seconds)
     worst = dataclasses.replace(summary, name="worst_case")
@@ -302,7 +266,7 @@ def _autoattack_report(run, x, y, spec, key, progress=False):
         warnings=sorted(set(warnings)),
         robust_examples=robust,
     )
-    return report, x_adv[:GRID_EXAMPLES]
+    return report, result.x_adv[:GRID_EXAMPLES]
 
 
 def evaluate_run(
@@ -311,6 +275,7 @@ def evaluate_run(
     *,
     data_dir: str | None = None,
     progress: bool = False,
+    reuse: bool = True,
 ) -> dict[str, Any]:
     """Measures ``run``'s robust accuracy as ``spec`` says, and stores the report in the run.
 
@@ -325,9 +290,12 @@ def evaluate_run(
       spec: what to measure.
       data_dir: where the run's data set is, when it reads files.
       progress: show progress bars.
+      reuse: return a stored report with the same spec and weights instead of
+        measuring again (``False``: measure, and replace it).
 
     Returns:
-      The report as a dict (what ``report.json`` holds), with ``"directory"``.
+      The report as a dict (what ``report.json`` holds), with ``"directory"``
+      and ``"reused"``.
 
     Raises:
       RunError: the run has no directory to store the report in.
@@ -346,50 +314,34 @@ def evaluate_run(
       >>> report["report"]["epsilons"], again["reused"]
       ([0.0, 0.1], True)
     """
-    if run.directory is None:
-        raise RunError("this run was built in memory; save it with save_run_model first.")
     x, y = evaluation_examples(run, spec.n, data_dir)
     spec = dataclasses.replace(spec, n=len(y))  # the examples there are, not those asked for
-    directory = run.directory / EVAL_DIR / spec.name()
-    stored = _stored(directory, spec, model_digest(run))
+    directory = report_directory(run, EVAL_DIR, spec.name())
+    stored = stored_report(directory, spec.to_dict(), run, needs=(MASKS,)) if reuse else None
     if stored is not None:
-        return {**stored, "directory": str(directory), "reused": True}
+        return stored
     key = jax.random.key(spec.seed)
     started = time.perf_counter()
     entry = EVAL_ATTACKS[spec.attack]
     if entry.build is None:
         report, grid_adv = _autoattack_report(run, x, y, spec, key, progress)
     else:
-        report = _with_clean_column(
-            evaluation.evaluate(
-                run.logits_fn,
-                x,
-                y,
-                {spec.attack: lambda eps: entry.build(spec, eps)},
-                list(spec.epsilons[1:]),
-                key=key,
-                norm=spec.norm,
-                black_box=(spec.attack,) if entry.black_box else (),
-                progress=progress,
-            ),
-            _correct(run, x, y),
+        report = evaluation.evaluate(
+            run.logits_fn,
+            x,
+            y,
+            {spec.attack: lambda eps: entry.build(spec, eps)},
+            list(spec.epsilons),
+            key=key,
+            norm=spec.norm,
+            black_box=(spec.attack,) if entry.black_box else (),
+            progress=progress,
         )
         attack = entry.build(spec, spec.epsilons[-1])
         grid_adv = attack(
             run.logits_fn, x[:GRID_EXAMPLES], y[:GRID_EXAMPLES], key=jax.random.fold_in(key, 99)
         )
-    record = {
-        "format": 1,
-        "kind": "eval",
-        "spec": spec.to_dict(),
-        "model_sha256": model_digest(run),
-        "dataset": run.config.get("dataset", {"name": "mnist-embedded"}),
-        "num_examples": int(len(y)),
-        "seconds": round(time.perf_counter() - started, 2),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(),
-        "report": report.to_dict(),
-    }
+    record = new_report("eval", spec.to_dict(), run, len(y), started, report=report.to_dict())
     directory.mkdir(parents=True, exist_ok=True)
     np.savez(
         directory / MASKS,
@@ -398,23 +350,10 @@ def evaluate_run(
         epsilons=np.asarray(spec.epsilons),
     )
     np.savez(directory / "grid.npz", clean=x[:GRID_EXAMPLES], adversarial=np.asarray(grid_adv))
-    (directory / REPORT).write_text(json.dumps(record, indent=2) + "\n")
+    written = write_report(directory, record)
     render_eval(record, directory)
     write_index(run.directory)
-    return {**record, "directory": str(directory), "reused": False}
-
-
-def _stored(directory: Path, spec: EvalSpec, digest: str) -> dict | None:
-    path = directory / REPORT
-    if not path.is_file() or not (directory / MASKS).is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if record.get("spec") != spec.to_dict() or record.get("model_sha256") != digest:
-        return None
-    return record
+    return written
 
 
 def read_masks(report: dict) -> dict[str, np.ndarray]:

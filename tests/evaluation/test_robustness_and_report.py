@@ -91,6 +91,25 @@ def test_epsilon_sweep_matches_one_attack_at_a_time(trained_mnist, mnist_test_ba
         assert sweep.robust_accuracy("pgd", eps) <= alone.robust_accuracy("pgd", eps)
 
 
+def test_budget_zero_is_not_attacked_and_changes_no_other_budget(trained_mnist, mnist_test_batch):
+    logits_fn, _, _ = trained_mnist
+    x, y = mnist_test_batch
+    x, y = x[:64], y[:64]
+
+    def shove(eps):  # moves every pixel by 0.1 whatever the budget: outside the ball at eps 0
+        return lambda f, xb, yb, *, key: jax.numpy.clip(xb + 0.1, 0.0, 1.0)
+
+    attacks = {"shove": shove, "pgd": lambda e: advjax.pgd(e, steps=5)}
+    with_zero = adv_eval.evaluate(logits_fn, x, y, attacks, [0.0, 0.1], key=jax.random.key(3))
+    without = adv_eval.evaluate(logits_fn, x, y, attacks, [0.1], key=jax.random.key(3))
+    shoved = next(r for r in with_zero.attacks if r.name == "shove")
+    assert shoved.robust_accuracy[0] == with_zero.clean_accuracy
+    assert all(counts[0] == 0 for counts in shoved.rejected.values())  # never attacked
+    np.testing.assert_array_equal(with_zero.robust_examples[1], without.robust_examples[0])
+    for a, b in zip(with_zero.attacks, without.attacks, strict=True):
+        assert a.robust_accuracy[1:] == b.robust_accuracy
+
+
 def test_report_files(report, tmp_path):
     json_path, md_path, png_path = adv_eval.write_report(report, tmp_path)
     loaded = json.loads(json_path.read_text())
