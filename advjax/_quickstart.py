@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import optax
 
-from advjax import data, evaluation, models, train
+from advjax import data, evaluation, models, parallel, train
 from advjax.attacks import fgsm, pgd
 from advjax.runs import render_run, save_run_model
 
@@ -82,6 +82,12 @@ def _held_out_eval(x_val, y_val, config: QuickstartConfig):
     return eval_fn
 
 
+def _devices_line() -> str:
+    count = jax.local_device_count()
+    kind = jax.default_backend().upper()
+    return f"data-parallel over {count} {kind} devices" if count > 1 else f"on one {kind} device"
+
+
 def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
     """Trains, checkpoints, evaluates and writes the report; returns the report.
 
@@ -112,10 +118,13 @@ def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
     # parameters are evaluated), so it may share images with the final evaluation.
     x_val = data.to_device(test_set.images[-500:])
     y_val = np.asarray(test_set.labels[-500:], np.int32)
+    if (mesh := parallel.default_mesh()) is not None:  # split like fit's batches
+        split = parallel.batch_sharding(parallel.sub_mesh(mesh, len(y_val)))
+        x_val, y_val = jax.device_put((x_val, y_val), split)
     print(
         f"advjax quickstart: training {config.model} with PGD-{config.train_steps} "
         f"(eps {config.train_eps}) on {len(train_set)} embedded MNIST images, "
-        f"{config.epochs} epochs",
+        f"{config.epochs} epochs, {_devices_line()}",
         flush=True,
     )
     result = train.fit(
@@ -175,6 +184,7 @@ def run_quickstart(config: QuickstartConfig) -> evaluation.RobustnessReport:
         "recipe": dataclasses.asdict(config),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
+        "devices": jax.local_device_count(),
     }
     evaluation.write_report(report, out, title="advjax quick start")
     print(f"\nclean accuracy {100 * report.clean_accuracy:.2f}% on {n_eval} test images")

@@ -35,6 +35,19 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type) -> None:
             parser.add_argument(flag, type=kind, default=field.default)
 
 
+def _devices_flag() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="on a CPU backend, split the host into N XLA devices and run data-parallel "
+        "over them (default: one per available core; 1 turns it off). No effect on GPU/TPU.",
+    )
+    return parent
+
+
 def _command(commands, name: str, help: str, example: str) -> argparse.ArgumentParser:
     return commands.add_parser(
         name,
@@ -42,7 +55,30 @@ def _command(commands, name: str, help: str, example: str) -> argparse.ArgumentP
         description=help,
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_devices_flag()],
     )
+
+
+def _split_cpu(requested: int | None) -> None:
+    """One XLA CPU device per core (or ``requested``), before JAX starts its backends.
+
+    When JAX has already started (``main`` called inside a notebook or a test)
+    the devices it has are used; an explicit ``--cpu-devices`` that can no
+    longer be applied is an error rather than silently ignored.
+    """
+    import jax
+
+    from advjax.parallel import use_cpu_devices
+
+    try:
+        use_cpu_devices(requested)
+    except RuntimeError as error:
+        if requested is not None and requested != len(jax.devices("cpu")):
+            raise _TooLate(str(error)) from None
+
+
+class _TooLate(Exception):
+    """``--cpu-devices N`` asked for after JAX had started with another count."""
 
 
 def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
@@ -429,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     from advjax.train import CheckpointError
 
     args = build_parser().parse_args(argv)
+    if args.command != "list":
+        try:
+            _split_cpu(args.cpu_devices)
+        except (_TooLate, ValueError, TypeError) as error:
+            print(f"advjax {args.command}: error: --cpu-devices: {error}", file=sys.stderr)
+            return EXIT_ERROR
     handlers = {
         "train": _train,
         "eval": _eval,

@@ -30,8 +30,8 @@ def pgd(
     Attacks", arXiv:1706.06083. Each step moves along the threat model's
     steepest-ascent direction of the loss, projects back onto the eps-ball
     around the input and clips to the valid range.
-    The step loop is one ``lax.fori_loop``; restarts are batched with ``vmap``
-    (see :func:`with_restarts`).
+    The step loop is one ``lax.fori_loop``; restarts run one after another in
+    a ``lax.scan`` (see :func:`with_restarts`).
 
     Args:
       eps: the perturbation budget (may be a traced value, e.g. inside

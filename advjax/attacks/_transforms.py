@@ -53,7 +53,7 @@ def with_restarts(
     *,
     loss: str | Loss = "ce",
     targeted: bool = False,
-    batched: bool = True,
+    batched: bool = False,
 ) -> Attack:
     """Runs ``attack`` from ``restarts`` keys and keeps, per example, the strongest result.
 
@@ -67,8 +67,16 @@ def with_restarts(
       restarts: the number of runs (>= 1).
       loss: the loss that ranks unsuccessful candidates.
       targeted: whether ``y`` holds target classes.
-      batched: ``True`` vmaps over restarts (fast, memory grows with
-        ``restarts``); ``False`` runs them one after another in a ``lax.scan``.
+      batched: ``False`` (default) runs the restarts one after another in a
+        ``lax.scan``: one set of the attack's buffers whatever ``restarts``,
+        and the batch stays the leading axis of every array, so a program
+        whose batch is split over devices stays split (vmapped restarts are
+        merged into the batch axis in front of it, which the partitioner can
+        only serve by gathering the whole batch on every device). On CPU it is
+        also the faster layout (PGD-20 x 5 restarts x 3 budgets, batch 500,
+        fast-AT MNIST net: 8.5 s against 14.6 s vmapped). ``True`` vmaps
+        over restarts: more parallel work per step for a small batch on one
+        accelerator, memory growing with ``restarts``.
 
     Returns:
       An attack with the same signature.
@@ -141,13 +149,19 @@ def _input_where_invalid(x_adv, x, attack):
     return jnp.where(_mask_like(valid, x), x_adv, x.astype(x_adv.dtype))
 
 
-def over_epsilons(make_attack: Callable[[jax.Array], Attack], epsilons) -> Attack:
-    """Vmaps an attack factory over a vector of budgets: one compiled sweep.
+def over_epsilons(
+    make_attack: Callable[[jax.Array], Attack], epsilons, *, batched: bool = False
+) -> Attack:
+    """Maps an attack factory over a vector of budgets: one compiled sweep.
 
     Args:
       make_attack: ``eps -> attack``, e.g. ``lambda e: advjax.pgd(eps=e, steps=20)``;
         it is called with a traced ``eps``.
       epsilons: 1-D array of budgets ``[E]`` (non-negative).
+      batched: ``False`` (default) runs the budgets one after another
+        (``lax.map``), keeping the batch the leading axis so a batch split
+        over devices stays split (see :func:`with_restarts`); ``True`` vmaps
+        over them.
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv[E, B, ...]``; every budget uses
@@ -167,7 +181,10 @@ def over_epsilons(make_attack: Callable[[jax.Array], Attack], epsilons) -> Attac
     check_epsilon(epsilons, "epsilons")
 
     def sweep(logits_fn, x, y, *, key):
-        return jax.vmap(lambda eps: make_attack(eps)(logits_fn, x, y, key=key))(epsilons)
+        def one(eps):
+            return make_attack(eps)(logits_fn, x, y, key=key)
+
+        return jax.vmap(one)(epsilons) if batched else jax.lax.map(one, epsilons)
 
     return sweep
 

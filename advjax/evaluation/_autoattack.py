@@ -35,6 +35,7 @@ from advjax.attacks import (
 from advjax.data import map_batches
 from advjax.evaluation._diagnostics import gradient_masking_checks, input_validity_findings
 from advjax.evaluation._robustness import predictor
+from advjax.parallel import default_batch_sharding
 
 STATE_JSON = "autoattack_state.json"
 STATE_NPZ = "autoattack_state.npz"
@@ -270,6 +271,7 @@ def autoattack(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     progress: bool = False,
+    sharding: jax.sharding.Sharding | None = None,
 ) -> AutoAttackResult:
     """Evaluates robust accuracy with AutoAttack (Croce & Hein 2020).
 
@@ -304,6 +306,10 @@ def autoattack(
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
       progress: show a progress bar over the batches of each attack.
+      sharding: where each batch goes, as in :func:`advjax.evaluate`; ``None``
+        splits it over every local device when there are several
+        (:func:`advjax.parallel.default_batch_sharding`). The result does not
+        depend on the device count.
 
     Returns:
       An :class:`AutoAttackResult`.
@@ -344,10 +350,11 @@ def autoattack(
     attacks = dict(attacks)
     _check_ensemble(attacks, eps, threat, num_classes, clip_min, clip_max)
     constraints = Constraints(threat, float(eps), float(clip_min), float(clip_max))
+    sharding = default_batch_sharding() if sharding is None else sharding
     predict = jax.jit(lambda xb: predicted_class(model(xb))) if randomized else predictor(model)
 
     def predictions(images):
-        return map_batches(predict, [images], batch_size=batch_size, bucket=True)
+        return map_batches(predict, [images], batch_size=batch_size, bucket=True, sharding=sharding)
 
     correct = predictions(x) == y
     config = _config(eps, norm, version, len(x), attacks, key)
@@ -375,6 +382,7 @@ def autoattack(
                 key=attack_key,
                 rows=todo,
                 bucket=True,
+                sharding=sharding,
                 progress=name if progress else False,
             )
             checks = {k: np.asarray(v) for k, v in verify(x[todo], found, constraints).items()}

@@ -32,6 +32,7 @@ from advjax.evaluation._diagnostics import (
     gradient_masking_checks,
     input_validity_findings,
 )
+from advjax.parallel import default_batch_sharding
 
 AttackFactory = Callable[[jax.Array], Attack]
 
@@ -270,7 +271,9 @@ def _make_sweep(logits_fn, factory, epsilons: tuple, threat, clip_min, clip_max)
             norms = threat.norm(xa.astype(jnp.float32) - x.astype(jnp.float32))
             return fooled, norms, {r: checks[r] for r in REJECTION_REASONS}
 
-        return jax.vmap(judge, out_axes=1)(x_adv, epsilons)
+        # Budget by budget (not vmapped), so a batch split over devices stays split.
+        judged = jax.lax.map(lambda args: judge(*args), (x_adv, epsilons))
+        return jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), judged)
 
     return run
 
@@ -318,10 +321,12 @@ def evaluate(
       black_box: names of black-box attacks in ``attacks`` (names containing
         ``square``, ``hopskipjump`` or ``one_pixel`` are recognised anyway).
       sharding: where each batch goes, e.g.
-        ``advjax.parallel.batch_sharding(mesh)`` to split it over devices
-        (``batch_size`` is then rounded up to a multiple of the device count);
-        ``None`` runs on the default device. With a ``batch_size`` that the
-        device count divides, the report is the same as without sharding.
+        ``advjax.parallel.batch_sharding(mesh)`` to split it over devices (a
+        batch the device count does not divide is padded with copies of its
+        first example). ``None`` takes
+        :func:`advjax.parallel.default_batch_sharding`: every local device
+        when there are several, else the default device. The report does not
+        depend on the device count (random starts are drawn per example).
       progress: show a progress bar over the batches of each attack.
 
     Returns:
@@ -352,8 +357,8 @@ def evaluate(
     if not attacks:
         raise ValueError("attacks is empty: give at least one {name: eps -> attack}.")
     batch_size = min(check_positive_int(batch_size, "batch_size"), len(x))
-    if sharding is not None:  # every device gets an equal share of every batch
-        batch_size = -(-batch_size // sharding.num_devices) * sharding.num_devices
+    if sharding is None:
+        sharding = default_batch_sharding()
     epsilons_array = _validated_epsilons(epsilons)
     threat = get_threat_model(norm)
     predict = predictor(logits_fn)

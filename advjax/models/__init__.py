@@ -13,6 +13,7 @@ from advjax.models._common import flatten, normalize
 from advjax.models._ibp_nets import IBPLarge, IBPMedium, IBPSmall
 from advjax.models._logits import eval_logits_fn, init_model, param_count, train_apply
 from advjax.models._mnist_nets import MLP, FastMNISTNet, MadryCNN, SmallCNN
+from advjax.models._precision import mixed_precision
 from advjax.models._registry import get_model, list_models
 from advjax.models._resnet import PreActBlock, PreActResNet18, WideResNet
 from advjax.models._torch_init import torch_default_init
@@ -33,6 +34,7 @@ __all__ = [
     "get_model",
     "init_model",
     "list_models",
+    "mixed_precision",
     "normalize",
     "param_count",
     "torch_default_init",

@@ -23,9 +23,12 @@ from advjax.parallel._distributed import host_slice, initialize_distributed
 from advjax.parallel._mesh import (
     batch_divisor,
     batch_sharding,
+    default_batch_sharding,
+    default_mesh,
     make_mesh,
     param_sharding,
     replicated,
+    sub_mesh,
 )
 from advjax.parallel._precision import bf16_logits
 from advjax.parallel._train import shard_train_state, sharded_step, state_sharding
@@ -35,6 +38,8 @@ __all__ = [
     "batch_divisor",
     "batch_sharding",
     "bf16_logits",
+    "default_batch_sharding",
+    "default_mesh",
     "host_slice",
     "initialize_distributed",
     "make_mesh",
@@ -47,5 +52,6 @@ __all__ = [
     "sharded_attack",
     "sharded_step",
     "state_sharding",
+    "sub_mesh",
     "use_cpu_devices",
 ]

@@ -47,6 +47,80 @@ def make_mesh(devices: Sequence[jax.Device] | None = None, axis: str = DEFAULT_A
     return Mesh(np.asarray(devices, dtype=object), (axis,), axis_types=(AxisType.Auto,))
 
 
+def default_mesh() -> Mesh | None:
+    """The mesh advjax's loops split batches over when none is given: every local device.
+
+    ``None`` (run on the default device, as plain ``jax.jit`` does) when the
+    default backend has one device, or when several processes share the job
+    (they pass their meshes explicitly, with :func:`host_slice`). After
+    :func:`use_cpu_devices` a CPU host has one device per core, so
+    :func:`advjax.train.fit`, :func:`advjax.evaluate`,
+    :func:`advjax.evaluation.autoattack` and the ``advjax`` command run
+    data-parallel over every core without further changes.
+
+    Returns:
+      A one-axis ``Mesh`` over ``jax.local_devices()``, or ``None``.
+
+    Example:
+      >>> import jax
+      >>> from advjax import parallel
+      >>> mesh = parallel.default_mesh()
+      >>> (mesh is None) == (jax.local_device_count() == 1)
+      True
+    """
+    if jax.process_count() > 1 or jax.local_device_count() == 1:
+        return None
+    return make_mesh(jax.local_devices())
+
+
+def default_batch_sharding() -> NamedSharding | None:
+    """:func:`batch_sharding` of :func:`default_mesh`, or ``None`` on one device.
+
+    What evaluation and AutoAttack split their batches with when given no
+    sharding.
+
+    Returns:
+      A ``NamedSharding`` splitting the leading axis over every local device,
+      or ``None``.
+
+    Example:
+      >>> import jax
+      >>> from advjax import parallel
+      >>> (parallel.default_batch_sharding() is None) == (jax.local_device_count() == 1)
+      True
+    """
+    mesh = default_mesh()
+    return None if mesh is None else batch_sharding(mesh)
+
+
+def sub_mesh(mesh: Mesh, batch_size: int) -> Mesh:
+    """The largest leading part of ``mesh`` whose device count divides ``batch_size``.
+
+    A training batch cannot be padded without changing its loss (and its
+    BatchNorm statistics), so a batch of 100 on 3 devices trains on 2.
+
+    Args:
+      mesh: a one-axis mesh, e.g. from :func:`make_mesh`.
+      batch_size: the global batch size (``>= 1``).
+
+    Returns:
+      ``mesh`` itself when its size divides ``batch_size``, else a mesh over
+      its first ``d`` devices, ``d`` the largest divisor of ``batch_size`` not
+      above the device count.
+
+    Example:
+      >>> import jax
+      >>> from advjax import parallel
+      >>> parallel.sub_mesh(parallel.make_mesh(), 1).size
+      1
+    """
+    devices = list(mesh.devices.flat)
+    count = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
+    if count == len(devices):
+        return mesh
+    return make_mesh(devices[:count], mesh.axis_names[0])
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Splits the leading (batch) axis of every array over all of the mesh's axes.
 

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from advjax.attacks import LogitsFn
-from advjax.train import mixed_precision
+from advjax.models import mixed_precision
 
 
 def bf16_logits(
@@ -17,7 +17,7 @@ def bf16_logits(
 ) -> LogitsFn:
     """The eval-mode logits function of a Flax model, computed in ``dtype``.
 
-    The attack side of :func:`advjax.train.mixed_precision` (which it reuses):
+    The attack side of :func:`advjax.models.mixed_precision` (which it reuses):
     parameters are stored in fp32 and cast to ``dtype`` inside the model, the
     input is cast on the way in (so the attack's perturbation itself is
     accumulated and projected in fp32) and the logits are cast back to fp32,

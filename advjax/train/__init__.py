@@ -1,5 +1,6 @@
 """Robust training: objectives over a Flax ``TrainState``, one compiled step, ``fit``."""
 
+from advjax.models import mixed_precision
 from advjax.train._awp import awp, weight_perturbation
 from advjax.train._callbacks import EarlyStopping, robust_eval_fn
 from advjax.train._certified import (
@@ -30,7 +31,6 @@ from advjax.train._objectives import (
     pgd_at,
     standard,
 )
-from advjax.train._precision import mixed_precision
 from advjax.train._regularizers import input_gradient_penalty
 from advjax.train._schedules import (
     cosine_lr,

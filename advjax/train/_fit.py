@@ -12,8 +12,10 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from advjax import parallel
 from advjax._checks import check_positive_int
 from advjax.data import batches, num_batches
 from advjax.train._callbacks import EarlyStopping
@@ -158,6 +160,7 @@ def fit(
     early_stopping: EarlyStopping | None = None,
     tensorboard_dir: str | Path | None = None,
     keep_best_state: bool = False,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Trains ``state`` for ``epochs`` epochs of ``train_data``.
 
@@ -198,6 +201,16 @@ def fit(
       keep_best_state: keep a host copy of the state at the best epoch (by
         ``best_metric``) in ``FitResult.best_state``; with ``checkpoint_dir``
         the same state is also saved in ``checkpoint_dir/best``.
+      mesh: the devices each batch is split over (data parallel: parameters
+        replicated, gradients averaged over the global batch, see
+        :func:`advjax.parallel.sharded_step`). ``None`` takes
+        :func:`advjax.parallel.default_mesh`: every local device when there are
+        several (a CPU split with :func:`advjax.parallel.use_cpu_devices`, or
+        several GPUs), else the one device. When the device count does not
+        divide ``batch_size`` the largest part of the mesh that does is used
+        (:func:`advjax.parallel.sub_mesh`); a one-device mesh turns it off.
+        The parameters equal the one-device run's up to float order (the
+        cross-device gradient sum).
 
     Returns:
       A :class:`FitResult`.
@@ -230,6 +243,7 @@ def fit(
     stopped = None
     if early_stopping is not None and run.history:
         stopped = early_stopping.check(run.history)
+    step = _data_parallel(step, mesh, batch_size)
     writer = _TensorBoard(Path(tensorboard_dir)) if tensorboard_dir is not None else None
     started = time.perf_counter()
     bar = tqdm(
@@ -284,6 +298,15 @@ def fit(
             writer.close()
     seconds = time.perf_counter() - started
     return FitResult(state, run.history, run.best, seconds, stopped, best_state)
+
+
+def _data_parallel(step: Callable, mesh: Mesh | None, batch_size: int) -> Callable:
+    """``step`` with each batch split over ``mesh`` (default: every device), or as it is."""
+    mesh = parallel.default_mesh() if mesh is None else mesh
+    if mesh is None:
+        return step
+    mesh = parallel.sub_mesh(mesh, batch_size)
+    return step if mesh.size == 1 else parallel.sharded_step(step, mesh)
 
 
 @dataclasses.dataclass

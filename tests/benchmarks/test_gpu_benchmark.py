@@ -85,3 +85,25 @@ def test_tiny_gpu_benchmark_writes_complete_json(tmp_path):
     for stage in stages.values():
         assert stage["seconds"] >= 0 and math.isfinite(stage["seconds"])
         assert 0.0 <= stage["robust_accuracy_after"] <= 1.0
+
+
+def test_tiny_main_job_benchmark_times_every_contender():
+    """``main_job.py --tiny``: advjax on one device and on one per core (torch if present)."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "benchmarks" / "main_job.py"), "--tiny"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    cores = results["cores"]
+    expected = {"advjax 1 device", f"advjax {cores} devices"}
+    assert expected <= set(results["train_ms"]) and expected <= set(results["eval_ms"])
+    assert all(
+        _positive(ms) for ms in [*results["train_ms"].values(), *results["eval_ms"].values()]
+    )

@@ -5,7 +5,7 @@
 ``--xla_force_host_platform_device_count=8`` (the ``advjax.parallel`` path),
 then compares the two.
 
-    python tests/parallel/_workload.py PARAMS.msgpack OUT.npz
+    python tests/parallel/_workload.py PARAMS.msgpack OUT.npz sharded,defaults
 """
 
 from __future__ import annotations
@@ -123,11 +123,75 @@ def run(params, sharded: bool) -> dict[str, np.ndarray]:
     return out
 
 
+def defaults(params) -> dict[str, np.ndarray]:
+    """``fit``, ``evaluate`` and ``autoattack`` given no mesh: data-parallel over every device.
+
+    On one device this is the plain single-device computation; a child process
+    started with several CPU devices runs the same calls and must agree.
+    """
+    net = model()
+    logits_fn = models.eval_logits_fn(net, {"params": params})
+    x, y = examples()
+    mesh = parallel.default_mesh()
+    out = {"default_mesh_size": np.asarray(0 if mesh is None else mesh.size)}
+    report = advjax.evaluate(
+        logits_fn,
+        x[:N_EVAL],
+        y[:N_EVAL],
+        {"pgd": lambda e: advjax.pgd(e, steps=5, restarts=2)},
+        EPSILONS,
+        key=jax.random.key(3),
+        batch_size=EVAL_BATCH,
+        diagnostics=False,
+    )
+    out["clean_count"] = np.asarray(round(report.clean_accuracy * N_EVAL))
+    out["robust_counts"] = np.rint(
+        np.array([r.robust_accuracy for r in report.attacks]) * N_EVAL
+    ).astype(int)
+    found = advjax.evaluation.autoattack(
+        logits_fn,
+        x[:N_EVAL],
+        y[:N_EVAL],
+        eps=0.1,
+        key=jax.random.key(5),
+        version="custom",
+        attacks={"apgd-ce": advjax.apgd(0.1, steps=10)},
+        batch_size=EVAL_BATCH,
+        diagnostics=False,
+    )
+    out["aa_robust"] = np.asarray(found.robust)
+    out["aa_x_adv"] = np.asarray(found.x_adv)
+    train_set = data.Dataset(
+        (x[: 3 * TRAIN_BATCH] * 255).round().astype(np.uint8), y[: 3 * TRAIN_BATCH], "mnist", 10
+    )
+    state = train.TrainState.create(apply_fn=net.apply, params=params, tx=optax.adam(1e-3))
+    objective = train.pgd_at(lambda e: advjax.pgd(e, steps=3, keep_best=False), 0.1)
+    result = train.fit(
+        state,
+        train_set,
+        train.make_step(objective),
+        epochs=1,
+        batch_size=TRAIN_BATCH,
+        key=jax.random.key(6),
+        progress=False,
+    )
+    kernel = result.state.params["Dense_0"]["kernel"]
+    out["fit_devices"] = np.asarray(len(kernel.sharding.device_set))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(result.state.params)[0]:
+        out[f"fit_param{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
+    return out
+
+
 def main() -> None:
-    params_path, out_path = sys.argv[1:3]
+    params_path, out_path, modes = sys.argv[1:4]
     with open(params_path, "rb") as f:
         params = serialization.msgpack_restore(f.read())
-    np.savez(out_path, **run(params, sharded=True))
+    results = {"devices": np.asarray(len(jax.devices()))}
+    if "sharded" in modes.split(","):
+        results.update(run(params, sharded=True))
+    if "defaults" in modes.split(","):
+        results.update({f"default_{k}": v for k, v in defaults(params).items()})
+    np.savez(out_path, **results)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,35 @@ def test_too_late_or_bad_counts_raise_clear_errors():
     with pytest.raises(TypeError, match="num_devices must be an integer"):
         parallel.use_cpu_devices(2.0)
     assert parallel.available_cores() >= 1
+
+
+def test_the_command_runs_data_parallel_over_the_requested_cpu_devices(tmp_path):
+    """Three devices: training batches of 100 go to 2 of them, evaluation pads to 3."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    out = tmp_path / "run"
+    argv = ["quickstart", "--cpu-devices", "3", "--epochs", "1", "--train-steps", "1"]
+    argv += ["--eval-examples", "50", "--eval-epsilons", "0.3", "--eval-steps", "2"]
+    argv += ["--eval-restarts", "1", "--no-progress", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "advjax", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "data-parallel over 3 CPU devices" in done.stdout
+    assert json.loads((out / "summary.json").read_text())["devices"] == 3
+
+
+def test_a_device_count_the_running_process_cannot_take_is_an_error(capsys):
+    import jax.numpy as jnp
+
+    from advjax import cli
+
+    jnp.zeros(1).block_until_ready()  # JAX has started with one CPU device
+    assert cli.main(["quickstart", "--cpu-devices", "3", "--epochs", "1"]) == cli.EXIT_ERROR
+    assert "--cpu-devices" in capsys.readouterr().err
+    assert cli.main(["quickstart", "--cpu-devices", "0"]) == cli.EXIT_ERROR
+    assert "num_devices must be >= 1" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from flax import serialization
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,31 +29,66 @@ def _load_workload():
     return module
 
 
-def test_one_and_eight_cpu_devices_agree(tmp_path):
+@pytest.fixture(scope="module")
+def workload():
+    return _load_workload()
+
+
+@pytest.fixture(scope="module")
+def params(workload):
+    return workload.pretrained_params()
+
+
+@pytest.fixture(scope="module")
+def one_device(workload, params):
+    """The workload on this process's single device: plain ``jax.jit`` code."""
     assert len(jax.devices()) == 1, "the reference half must run on one device"
-    workload = _load_workload()
-    params = workload.pretrained_params()
-    params_path, out_path = tmp_path / "params.msgpack", tmp_path / "eight.npz"
+    return {
+        **workload.run(params, sharded=False),
+        **{f"default_{k}": v for k, v in workload.defaults(params).items()},
+    }
+
+
+def _child(params, tmp_path, devices: int, modes: str) -> dict[str, np.ndarray]:
+    params_path, out_path = tmp_path / "params.msgpack", tmp_path / f"{devices}.npz"
     params_path.write_bytes(serialization.msgpack_serialize(params))
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
     env = {
         **os.environ,
         "XLA_FLAGS": flags.strip(),
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
-    child = subprocess.Popen(
-        [sys.executable, str(WORKLOAD_PATH), str(params_path), str(out_path)],
+    done = subprocess.run(
+        [sys.executable, str(WORKLOAD_PATH), str(params_path), str(out_path), modes],
         env=env,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        capture_output=True,
         text=True,
+        timeout=300,
     )
-    one = workload.run(params, sharded=False)
-    log, _ = child.communicate(timeout=300)
-    assert child.returncode == 0, log
-    eight = dict(np.load(out_path))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return dict(np.load(out_path))
+
+
+def _check_defaults(one, many, devices: int, train_devices: int) -> None:
+    """fit, evaluate and autoattack given no mesh: same counts, same points, close weights."""
+    assert int(one["default_default_mesh_size"]) == 0
+    assert int(many["default_default_mesh_size"]) == devices
+    assert int(one["default_fit_devices"]) == 1
+    assert int(many["default_fit_devices"]) == train_devices
+    assert int(one["default_clean_count"]) == int(many["default_clean_count"])
+    np.testing.assert_array_equal(one["default_robust_counts"], many["default_robust_counts"])
+    np.testing.assert_array_equal(one["default_aa_robust"], many["default_aa_robust"])
+    np.testing.assert_array_equal(one["default_aa_x_adv"], many["default_aa_x_adv"])
+    assert one["default_robust_counts"].max() > 0 and not one["default_aa_robust"].all()
+    for key in one:
+        if key.startswith("default_fit_param"):
+            np.testing.assert_allclose(one[key], many[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_one_and_eight_cpu_devices_agree(one_device, params, tmp_path):
+    one, eight = one_device, _child(params, tmp_path, 8, "sharded,defaults")
 
     assert int(one["devices"]) == 1
     assert int(eight["devices"]) == 8 and int(eight["attack_devices"]) == 8
@@ -69,3 +105,13 @@ def test_one_and_eight_cpu_devices_agree(tmp_path):
     for key in one:
         if key.startswith(("dp_", "fsdp_")) and not key.endswith(("_shards", "_shard_rows")):
             np.testing.assert_allclose(one[key], eight[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    _check_defaults(one, eight, devices=8, train_devices=8)
+
+
+@pytest.mark.parametrize("devices, train_devices", [(2, 2), (3, 2)])
+def test_defaults_split_over_two_and_three_devices(
+    one_device, params, tmp_path, devices, train_devices
+):
+    """Three devices: evaluation pads each batch of 16 to 18; training runs on 2 (16 = 2 x 8)."""
+    many = _child(params, tmp_path, devices, "defaults")
+    _check_defaults(one_device, many, devices, train_devices)

@@ -30,14 +30,15 @@ def mixed_precision(apply_fn: Callable, dtype=jnp.bfloat16) -> Callable:
       dtype: the compute dtype (``jnp.bfloat16`` or ``jnp.float16``).
 
     Returns:
-      An ``apply`` with the same signature, for ``TrainState.create(apply_fn=...)``.
+      An ``apply`` with the same signature, for ``TrainState.create(apply_fn=...)``
+      (also exported as ``advjax.train.mixed_precision``).
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from advjax import models, train
+      >>> from advjax import models
       >>> model = models.get_model("mlp")
       >>> v = models.init_model(model, jax.random.key(0), (28, 28, 1))
-      >>> apply = train.mixed_precision(model.apply)
+      >>> apply = models.mixed_precision(model.apply)
       >>> apply(v, jnp.zeros((2, 28, 28, 1))).dtype
       dtype('float32')
     """
