@@ -431,6 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     or checkpoint prints the cause and the fix on stderr and returns 2;
     ``advjax compare`` returns 1 when run B drops by more than ``--max-drop``.
 
+    On a CPU backend the command (``argv=None``: the ``advjax`` script,
+    ``python -m advjax``) first splits the host into one XLA device per core
+    (``--cpu-devices N`` to choose, 1 to turn it off), so training and
+    evaluation run data-parallel over every core. Called with an argument list
+    from a running program (a notebook, a test), it uses the devices JAX
+    already has unless ``--cpu-devices`` is given; a count JAX can no longer
+    take is an error (exit status 2).
+
     Args:
       argv: the arguments after the program name; ``None`` reads ``sys.argv``.
 
@@ -465,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     from advjax.train import CheckpointError
 
     args = build_parser().parse_args(argv)
-    if args.command != "list":
+    # The command itself (argv None) splits the CPU by default; a program calling main()
+    # keeps the devices it has unless it asks with --cpu-devices.
+    if args.command != "list" and (argv is None or args.cpu_devices is not None):
         try:
             _split_cpu(args.cpu_devices)
         except (_TooLate, ValueError, TypeError) as error:

@@ -5,6 +5,7 @@ on the host; :func:`batches` moves mini-batches to the device as ``float32`` in 
 Files are verified against published checksums and never silently reused or replaced.
 """
 
+from advjax.data._augment import random_crop_flip
 from advjax.data._batching import (
     EpochBatch,
     batches,
@@ -51,6 +52,7 @@ from advjax.data._named import NAMED_DATASETS, NamedDataset, load_named
 from advjax.data._registry import REGISTRY, DatasetSource, RemoteFile
 
 __all__ = [
+    "random_crop_flip",
     "load_image_folder",
     "NAMED_DATASETS",
     "NamedDataset",

@@ -106,13 +106,21 @@ def load_image_folder(
     mode: str = "RGB",
     name: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    order: str = "shuffled",
 ) -> Dataset:
     """Loads ``split/<class>/<file>`` images (JPEG, PNG, ...) from a folder or a zip.
 
     Images are decoded once with Pillow into a uint8 :class:`Dataset` and
     cached as a NumPy file (read back with ``allow_pickle=False``) whose name
     holds the SHA-256 of the source's contents, so a changed source is never
-    served from an old cache. Examples are ordered by class, then by file name.
+    served from an old cache.
+
+    Folders group images by class, so in file order the first ``N`` examples
+    would all be of the first classes, and "the first 1,000 test images" a
+    biased sample. By default the examples are therefore put in one fixed
+    pseudo-random order (a permutation drawn with seed 0 from the class-then-
+    file-name order), the same on every machine, so any prefix is a uniform
+    sample of the split.
 
     Args:
       source: a folder, or a zip file, holding ``<split>/<class>/<image>``.
@@ -123,12 +131,14 @@ def load_image_folder(
       name: the data set's name (default: the source's file name, and the split).
       cache_dir: where decoded arrays are cached (default: the data root's
         ``image-folder-cache``, see :func:`advjax.data.resolve_data_root`).
+      order: ``"shuffled"`` (the fixed permutation above) or ``"sorted"``
+        (by class, then by file name).
 
     Returns:
       A :class:`Dataset` with ``classes`` set.
 
     Raises:
-      DataError: the source is missing or not a folder/zip, the split or a
+      DataError: an unknown ``order``, the source is missing or not a folder/zip, the split or a
         class has no images, an image cannot be decoded or has another size
         (every such file is named), or ``classes`` names a folder that is absent.
 
@@ -142,7 +152,8 @@ def load_image_folder(
       ...         folder = pathlib.Path(tmp, "data", "test", cls)
       ...         folder.mkdir(parents=True)
       ...         Image.new("RGB", (4, 4), (value,) * 3).save(folder / "0.png")
-      ...     ds = load_image_folder(pathlib.Path(tmp, "data"), "test", cache_dir=tmp)
+      ...     ds = load_image_folder(pathlib.Path(tmp, "data"), "test", cache_dir=tmp,
+      ...                            order="sorted")
       >>> ds.classes, ds.labels.tolist(), ds.images.shape, int(ds.images[1, 0, 0, 0])
       (('cat', 'dog'), [0, 1], (2, 4, 4, 3), 200)
     """
@@ -151,6 +162,8 @@ def load_image_folder(
         raise DataError(f"image folder {path} does not exist.")
     if mode not in ("RGB", "L"):
         raise DataError(f"mode must be 'RGB' or 'L', got {mode!r}.")
+    if order not in ("shuffled", "sorted"):
+        raise DataError(f"order must be 'shuffled' or 'sorted', got {order!r}.")
     files_source = _Source(path)
     by_class = _split_files(files_source, split)
     if not by_class:
@@ -174,7 +187,7 @@ def load_image_folder(
         try:
             with np.load(cache, allow_pickle=False) as stored:
                 images, labels = stored["images"], stored["labels"]
-            return Dataset(images, labels, name, len(class_names), class_names)
+            return _in_order(Dataset(images, labels, name, len(class_names), class_names), order)
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache is rebuilt below
     images = _decode_all(files_source, files, mode)
@@ -184,4 +197,11 @@ def load_image_folder(
     temporary = cache.with_name(cache.name + ".tmp.npz")
     np.savez(temporary, images=images, labels=labels)
     temporary.replace(cache)
-    return dataset
+    return _in_order(dataset, order)
+
+
+def _in_order(dataset: Dataset, order: str) -> Dataset:
+    """``dataset`` as stored (class, then file name), or in the fixed seed-0 permutation."""
+    if order == "sorted":
+        return dataset
+    return dataset.subset(np.random.default_rng(0).permutation(len(dataset)), name=dataset.name)

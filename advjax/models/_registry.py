@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "small_cnn": SmallCNN,
     "preact_resnet18": PreActResNet18,
     "wide_resnet": WideResNet,
+    # TRADES (Zhang et al. 2019) and Madry et al. (2018): WRN-34-10
+    "wide_resnet_34_10": functools.partial(WideResNet, depth=34, widen_factor=10),
 }
 
 

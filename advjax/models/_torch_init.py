@@ -32,7 +32,8 @@ def torch_default_init(params, key: jax.Array):
       A parameter tree of the same structure, shapes and dtypes.
 
     Raises:
-      ValueError: if a ``bias`` has no ``kernel`` beside it to take the fan-in from.
+      ValueError: if a ``bias`` has neither a ``kernel`` (to take the fan-in
+        from) nor a ``scale`` (a normalisation layer's offset) beside it.
 
     Example:
       >>> import jax
@@ -47,11 +48,14 @@ def torch_default_init(params, key: jax.Array):
     flat = traverse_util.flatten_dict(params)
     kernels = sorted(path for path in flat if path[-1] == "kernel")
     fan_in = {path[:-1]: math.prod(flat[path].shape[:-1]) for path in kernels}
+    normalisers = {path[:-1] for path in flat if path[-1] == "scale"}
     for path in flat:
-        if path[-1] == "bias" and path[:-1] not in fan_in:
+        # A normalisation layer's offset starts at 0 in both frameworks: kept as it is.
+        if path[-1] == "bias" and path[:-1] not in fan_in and path[:-1] not in normalisers:
             raise ValueError(
-                f"parameter {'/'.join(map(str, path))} is a bias without a kernel beside it; "
-                "torch_default_init only handles Dense/Conv layers (kernel + bias)."
+                f"parameter {'/'.join(map(str, path))} is a bias without a kernel (or a "
+                "normalisation scale) beside it; torch_default_init handles Dense/Conv layers "
+                "(kernel + bias) and keeps BatchNorm/LayerNorm parameters."
             )
     out = dict(flat)
     for index, layer in enumerate(sorted(fan_in)):

@@ -7,7 +7,7 @@ progress bar, clean and adversarial metrics apart), save the model as a run
 of the recipe's configuration class (``get_recipe(name).config``).
 """
 
-from advjax.recipes import _adversarial, _certified  # noqa: F401  (registers the recipes)
+from advjax.recipes import _adversarial, _certified, _cifar  # noqa: F401  (registers the recipes)
 from advjax.recipes._config import RecipeConfig, RecipeError, check_config, configure
 from advjax.recipes._registry import RECIPES, Recipe, Stage, get_recipe, register
 from advjax.recipes._train import (

@@ -50,6 +50,12 @@ class RecipeConfig:
       ramp: the fraction of training over which the training budget ramps
         linearly from 0 to ``eps`` (0: the full budget from the first step).
       seed: the PRNG seed of initialisation, data order and attacks.
+      augment: ``"none"``, or ``"crop_flip"`` (random 4-pixel-padded crops and
+        horizontal flips, :func:`advjax.data.random_crop_flip`, the CIFAR-10
+        papers' augmentation), applied on the device inside each step.
+      precision: ``"fp32"``, or ``"bf16"`` (the model computes in bfloat16 with
+        fp32 parameters, inputs and loss: :func:`advjax.models.mixed_precision`;
+        fast AT's mixed-precision training). Evaluation always runs in fp32.
       monitor_examples: training images checked after every epoch with
         clean and PGD-``monitor_steps`` accuracy (0: no check).
       monitor_steps: PGD steps of that check (step ``eps / 4``).
@@ -84,6 +90,8 @@ class RecipeConfig:
     norm: str = "linf"
     ramp: float = 0.3
     seed: int = 0
+    augment: str = "none"
+    precision: str = "fp32"
     monitor_examples: int = 500
     monitor_steps: int = 10
     checkpoint_every: int = 0
@@ -99,6 +107,8 @@ CHOICES = {
     "optimizer": ("adam", "sgd"),
     "lr_schedule": ("triangular", "piecewise", "cosine", "constant"),
     "norm": ("linf", "l2"),
+    "augment": ("none", "crop_flip"),
+    "precision": ("fp32", "bf16"),
 }
 
 

@@ -138,8 +138,9 @@ def initial_state(config, train_set, tx, *, seed: int, carry: bool) -> train.Tra
     params = variables["params"]
     if config.init == "torch":
         params = models.torch_default_init(params, key)
+    apply_fn = models.mixed_precision(model.apply) if config.precision == "bf16" else model.apply
     state = train.TrainState.create(
-        apply_fn=model.apply, params=params, batch_stats=variables.get("batch_stats"), tx=tx
+        apply_fn=apply_fn, params=params, batch_stats=variables.get("batch_stats"), tx=tx
     )
     if carry:
         state = state.replace(
@@ -168,16 +169,21 @@ def monitor(config, train_set):
     return train.robust_eval_fn(x, y, attack)
 
 
+AUGMENTATIONS = {"none": None, "crop_flip": data.random_crop_flip}
+"""``RecipeConfig.augment``'s choices: the on-device augmentation of each training batch."""
+
+
 def _stage_step(stage: Stage, config, context: StageContext):
     objective = stage.objective(config, context)
     replays = stage.replays(config)
     switch = stage.switch(config, context) if stage.switch is not None else None
+    augment = AUGMENTATIONS[config.augment]
     if switch is None:
-        return train.make_step(objective, replays=replays)
+        return train.make_step(objective, replays=replays, augment=augment)
     at_step, later = switch
     steps = {False: objective, True: later}
     return train.staged_step(
-        lambda later_stage: train.make_step(steps[later_stage], replays=replays),
+        lambda later_stage: train.make_step(steps[later_stage], replays=replays, augment=augment),
         lambda step: step >= at_step,
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from tqdm.auto import tqdm
 
 from advjax import parallel
@@ -210,7 +210,7 @@ def fit(
         divide ``batch_size`` the largest part of the mesh that does is used
         (:func:`advjax.parallel.sub_mesh`); a one-device mesh turns it off.
         The parameters equal the one-device run's up to float order (the
-        cross-device gradient sum).
+        cross-device gradient sum). The returned state stays on the mesh.
 
     Returns:
       A :class:`FitResult`.
@@ -243,7 +243,7 @@ def fit(
     stopped = None
     if early_stopping is not None and run.history:
         stopped = early_stopping.check(run.history)
-    step = _data_parallel(step, mesh, batch_size)
+    step, state = _data_parallel(step, state, mesh, batch_size)
     writer = _TensorBoard(Path(tensorboard_dir)) if tensorboard_dir is not None else None
     started = time.perf_counter()
     bar = tqdm(
@@ -300,13 +300,31 @@ def fit(
     return FitResult(state, run.history, run.best, seconds, stopped, best_state)
 
 
-def _data_parallel(step: Callable, mesh: Mesh | None, batch_size: int) -> Callable:
-    """``step`` with each batch split over ``mesh`` (default: every device), or as it is."""
+def _data_parallel(step: Callable, state: TrainState, mesh: Mesh | None, batch_size: int):
+    """``(step, state)`` with each batch split over ``mesh`` (default: every device).
+
+    Data parallelism by placement: the state is replicated on the mesh (arrays
+    already placed on it keep their sharding) and every batch is split over it,
+    so the step's own ``jit`` compiles the partitioned program. A step that
+    chooses its compiled stage on the host (:func:`staged_step`) works as is.
+    """
     mesh = parallel.default_mesh() if mesh is None else mesh
     if mesh is None:
-        return step
+        return step, state
     mesh = parallel.sub_mesh(mesh, batch_size)
-    return step if mesh.size == 1 else parallel.sharded_step(step, mesh)
+    if mesh.size == 1:
+        return step, state
+    split = parallel.batch_sharding(mesh)
+
+    def placed(leaf):
+        sharding = getattr(leaf, "sharding", None)
+        on_mesh = isinstance(sharding, NamedSharding) and sharding.mesh == mesh
+        return sharding if on_mesh else parallel.replicated(mesh)
+
+    def split_step(state, batch, key):
+        return step(state, jax.device_put(batch, split), key)
+
+    return split_step, jax.device_put(state, jax.tree.map(placed, state))
 
 
 @dataclasses.dataclass

@@ -61,7 +61,16 @@ def check_training_batch(state: TrainState, batch) -> None:
     check_batch(eval_logits(state), x, y)
 
 
-def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Callable:
+AUGMENT_STREAM = 0x617567  # folded into the step key: augmentation's own random stream
+
+
+def make_step(
+    objective: Objective,
+    *,
+    replays: int = 1,
+    jit: bool = True,
+    augment: Callable | None = None,
+) -> Callable:
     """Builds ``step(state, batch, key) -> (state, metrics)`` for an objective.
 
     The step's randomness is ``fold_in(key, state.step)``: keys are derived
@@ -79,6 +88,10 @@ def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Ca
       objective: ``(params, state, batch, key) -> (loss, aux)`` as above.
       replays: optimizer updates per batch (``m`` of Shafahi et al. 2019).
       jit: compile the step with ``jax.jit`` (donating the old state).
+      augment: ``(x, key) -> x``, e.g. :func:`advjax.data.random_crop_flip`,
+        applied to the batch's inputs once per step (before any replay) with
+        a key of its own derived from the step counter, so a resumed run
+        augments exactly as an uninterrupted one; ``None``: no augmentation.
 
     Returns:
       The step function.
@@ -113,6 +126,10 @@ def make_step(objective: Objective, *, replays: int = 1, jit: bool = True) -> Ca
 
     def step(state: TrainState, batch, key):
         check_training_batch(state, batch)  # once per batch, not once per replay
+        if augment is not None:
+            x, *rest = batch
+            stream = jax.random.fold_in(jax.random.fold_in(key, state.step), AUGMENT_STREAM)
+            batch = (augment(x, stream), *rest)
         if replays == 1:
             return update(state, batch, key)
 

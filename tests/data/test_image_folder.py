@@ -38,12 +38,14 @@ def _zip(folder: Path, target: Path) -> Path:
 
 def test_a_folder_loads_in_a_stated_class_order_with_exact_pixels(tmp_path):
     root = _folder(tmp_path / "images")
-    ds = data.load_image_folder(root, "train", cache_dir=tmp_path / "cache")
+    ds = data.load_image_folder(root, "train", cache_dir=tmp_path / "cache", order="sorted")
     assert ds.classes == ("ant", "zebra") and ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert ds.images.shape == (6, 6, 5, 3) and ds.images.dtype == np.uint8
     expected = np.asarray(Image.open(root / "train" / "zebra" / "1.png"))
     np.testing.assert_array_equal(ds.images[4], expected)
-    ordered = data.load_image_folder(root, "test", classes=["zebra", "ant"], cache_dir=tmp_path)
+    ordered = data.load_image_folder(
+        root, "test", classes=["zebra", "ant"], cache_dir=tmp_path, order="sorted"
+    )
     assert ordered.classes == ("zebra", "ant") and ordered.labels.tolist() == [0, 0, 1, 1]
     gray = data.load_image_folder(root, "test", mode="L", cache_dir=tmp_path)
     assert gray.images.shape == (4, 6, 5, 1)
@@ -66,9 +68,22 @@ def test_the_cache_is_keyed_by_the_contents(tmp_path):
     again = data.load_image_folder(root, "test", cache_dir=cache)
     np.testing.assert_array_equal(first.images, again.images)
     Image.new("RGB", (5, 6), (7, 8, 9)).save(root / "test" / "ant" / "0.png")
-    changed = data.load_image_folder(root, "test", cache_dir=cache)
+    changed = data.load_image_folder(root, "test", cache_dir=cache, order="sorted")
     assert len(list(cache.glob("*.npz"))) == 2
     assert changed.images[0].tolist() == [[[7, 8, 9]] * 5] * 6
+
+
+def test_the_default_order_is_one_fixed_permutation_so_any_prefix_is_a_fair_sample(tmp_path):
+    root = _folder(tmp_path / "images")
+    ordered = data.load_image_folder(root, "train", cache_dir=tmp_path, order="sorted")
+    shuffled = data.load_image_folder(root, "train", cache_dir=tmp_path)
+    again = data.load_image_folder(root, "train", cache_dir=tmp_path / "other")
+    permutation = np.random.default_rng(0).permutation(len(ordered))
+    np.testing.assert_array_equal(shuffled.images, ordered.images[permutation])
+    np.testing.assert_array_equal(shuffled.labels, ordered.labels[permutation])
+    np.testing.assert_array_equal(again.labels, shuffled.labels)
+    with pytest.raises(data.DataError, match="order must be 'shuffled' or 'sorted'"):
+        data.load_image_folder(root, "train", cache_dir=tmp_path, order="random")
 
 
 def test_bad_files_are_reported_by_name(tmp_path):
@@ -117,6 +132,9 @@ def test_the_shared_cifar10_jpeg_test_split(tmp_path, monkeypatch):
     assert len(ds) == 10_000 and ds.images.shape[1:] == (32, 32, 3)
     assert ds.classes[:3] == ("airplane", "automobile", "bird")
     assert np.bincount(ds.labels).tolist() == [1000] * 10
+    # "the first 1,000 test images" hold every class, 100 +- 30 of each
+    first = np.bincount(ds.labels[:1000], minlength=10)
+    assert first.min() >= 70 and first.max() <= 130, first
     pixels = ds.images.reshape(-1, 3) / 255.0
     # the figures its README gives for the decoded test set
     np.testing.assert_allclose(pixels.mean(0), [0.4941, 0.4851, 0.4504], atol=6e-5)

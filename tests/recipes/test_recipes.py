@@ -26,6 +26,11 @@ EXTRA = {
     "crown_ibp": ["warmup=0", "ramp_epochs=0.5", "certify_examples=20"],
     "gaussian_noise": ["monitor_examples=0", "certify_examples=2", "smoothing_samples=100"],
     "free_at": ["replays=2"],
+    # the CIFAR-10 recipes' objectives, augmentation and (fast AT) bf16 on MNIST-sized inputs;
+    # tests/recipes/test_cifar.py runs their real model on 32x32 colour images
+    **dict.fromkeys(
+        ["fast_at_cifar10", "pgd_at_cifar10", "trades_cifar10"], ["data=mnist-embedded"]
+    ),
 }
 
 

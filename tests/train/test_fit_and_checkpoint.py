@@ -14,7 +14,7 @@ import advjax
 from advjax import data, models, train
 
 
-def _small_setup(model_name="fast_mnist", n=400):
+def _small_setup(model_name="fast_mnist", n=400, augment=None):
     train_set = data.load_embedded_mnist("train").subset(np.arange(n))
     model = models.get_model(model_name)
     variables = models.init_model(model, jax.random.key(0), (28, 28, 1))
@@ -28,7 +28,7 @@ def _small_setup(model_name="fast_mnist", n=400):
         lambda eps: advjax.pgd(eps, steps=3, step_size=eps / 2, keep_best=False),
         optax.linear_schedule(0.0, 0.3, 20),
     )
-    return train_set, state, train.make_step(objective)
+    return train_set, state, train.make_step(objective, augment=augment)
 
 
 def _fit(state, train_set, step, tmp_path, **kwargs):
@@ -45,15 +45,17 @@ def _fit(state, train_set, step, tmp_path, **kwargs):
     )
 
 
-def test_interrupted_and_resumed_training_is_bitwise_identical(tmp_path):
-    train_set, state, step = _small_setup()
+@pytest.mark.parametrize("augment", [None, data.random_crop_flip], ids=["plain", "crop_flip"])
+def test_interrupted_and_resumed_training_is_bitwise_identical(tmp_path, augment):
+    """With augmentation too: its random stream derives from the step counter, like the attack's."""
+    train_set, state, step = _small_setup(augment=augment)
     straight = _fit(state, train_set, step, tmp_path / "straight")
 
-    train_set, state, step = _small_setup()
+    train_set, state, step = _small_setup(augment=augment)
     interrupted = _fit(state, train_set, step, tmp_path / "resumed", max_steps=11)
     assert int(interrupted.state.step) == 11
     # A fresh process would rebuild everything from scratch: so do we.
-    train_set, fresh_state, step = _small_setup()
+    train_set, fresh_state, step = _small_setup(augment=augment)
     resumed = _fit(fresh_state, train_set, step, tmp_path / "resumed")
     assert int(resumed.state.step) == int(straight.state.step) == 24
     chex.assert_trees_all_equal(straight.state.params, resumed.state.params)
