@@ -166,6 +166,20 @@ def _beta_objective(factory):
     return build
 
 
+FGSM_RS_STAGE = Stage(
+    "train",
+    lambda config, context: train.fgsm_rs(
+        training_epsilon(config, context),
+        alpha=config.alpha,
+        max_epsilon=config.eps,
+        clip_start=config.clip_start,
+    ),
+    early_stopping=lambda config: config.max_drop,
+    keep_best=True,
+)
+"""FGSM-RS's one stage: stopped on catastrophic overfitting, the best epoch deployed."""
+
+
 def _distillation_student(config, context):
     return train.distillation(config.temperature, teacher=train.eval_logits(context.previous))
 
@@ -227,19 +241,7 @@ for recipe in (
         "Wong, Rice & Kolter 2020, arXiv:2001.03994; MNIST: alpha 0.375, 10 epochs of 60k, "
         "cyclic lr peaking at 5e-3",
         FGSMRSConfig,
-        (
-            Stage(
-                "train",
-                lambda config, context: train.fgsm_rs(
-                    training_epsilon(config, context),
-                    alpha=config.alpha,
-                    max_epsilon=config.eps,
-                    clip_start=config.clip_start,
-                ),
-                early_stopping=lambda config: config.max_drop,
-                keep_best=True,
-            ),
-        ),
+        (FGSM_RS_STAGE,),
     ),
     Recipe(
         "free_at",

@@ -35,13 +35,14 @@ import os
 import statistics
 import time
 
+from _torch_port import copy_flax_weights, torch_pgd
+
 EPS = 0.3
 TRAIN_STEP_SIZE = 0.05
 
 
 def _torch_fast_mnist(variables):
     """The fast-AT MNIST net in PyTorch (NCHW) with the Flax model's weights."""
-    import numpy as np
     import torch
     from torch import nn
 
@@ -58,42 +59,14 @@ def _torch_fast_mnist(variables):
             x = x.permute(0, 2, 3, 1).flatten(1)  # NHWC order, as the Flax model flattens
             return self.fc2(torch.relu(self.fc1(x)))
 
-    model = FastMNISTNet()
-    params = variables["params"]
-    with torch.no_grad():
-        for name in ("conv1", "conv2"):
-            layer = getattr(model, name)
-            layer.weight.copy_(
-                torch.from_numpy(np.asarray(params[name]["kernel"]).transpose(3, 2, 0, 1))
-            )
-            layer.bias.copy_(torch.from_numpy(np.asarray(params[name]["bias"])))
-        for name in ("fc1", "fc2"):
-            layer = getattr(model, name)
-            layer.weight.copy_(torch.from_numpy(np.asarray(params[name]["kernel"]).T))
-            layer.bias.copy_(torch.from_numpy(np.asarray(params[name]["bias"])))
-    return model
-
-
-def _torch_pgd(model, x, y, *, eps, steps, step_size, generator):
-    """Hand-written PGD-Linf: random start, sign steps, projection onto the ball and [0, 1]."""
-    import torch
-
-    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps, generator=generator)).clamp(0, 1)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model(x_adv), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            x_adv = x_adv + step_size * grad.sign()
-            x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
-    return x_adv.detach()
+    return copy_flax_weights(FastMNISTNet(), variables["params"])
 
 
 def _torch_train_step(model, optimizer, x, y, *, steps, generator):
     """One PGD-AT step: attack the batch, then a step of Adam on the adversarial loss."""
     import torch
 
-    x_adv = _torch_pgd(
+    x_adv = torch_pgd(
         model, x, y, eps=EPS, steps=steps, step_size=TRAIN_STEP_SIZE, generator=generator
     )
     optimizer.zero_grad()
@@ -186,7 +159,7 @@ def _torch_contenders(args, variables, x_train, y_train, x_test, y_test):
         )
 
     def eval_attack():
-        _torch_pgd(
+        torch_pgd(
             model,
             xt_test,
             yt_test,

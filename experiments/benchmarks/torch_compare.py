@@ -46,6 +46,8 @@ import subprocess
 import sys
 import time
 
+from _torch_port import copy_flax_weights, torch_pgd
+
 CONFIGS = {
     "default": "",
     "legacy": "--xla_cpu_use_thunk_runtime=false",
@@ -59,7 +61,6 @@ EPS, STEP_SIZE = 0.3, 0.01
 
 def _torch_madry_cnn(variables):
     """The Madry CNN in PyTorch (NCHW) with the Flax model's weights."""
-    import numpy as np
     import torch
     from torch import nn
 
@@ -77,37 +78,10 @@ def _torch_madry_cnn(variables):
             x = x.permute(0, 2, 3, 1).flatten(1)  # NHWC order, as the Flax model flattens
             return self.fc2(torch.relu(self.fc1(x)))
 
-    model = MadryCNN().eval()
-    params = variables["params"]
-    with torch.no_grad():
-        for name in ("conv1", "conv2"):
-            layer = getattr(model, name)
-            layer.weight.copy_(
-                torch.tensor(np.asarray(params[name]["kernel"]).transpose(3, 2, 0, 1))
-            )
-            layer.bias.copy_(torch.tensor(np.asarray(params[name]["bias"])))
-        for name in ("fc1", "fc2"):
-            layer = getattr(model, name)
-            layer.weight.copy_(torch.tensor(np.asarray(params[name]["kernel"]).T))
-            layer.bias.copy_(torch.tensor(np.asarray(params[name]["bias"])))
+    model = copy_flax_weights(MadryCNN().eval(), variables["params"])
     for p in model.parameters():
         p.requires_grad_(False)
     return model
-
-
-def _torch_pgd(model, x, y, *, steps, generator):
-    """Hand-written PGD-Linf: random start, ``steps`` sign steps, projection and clip."""
-    import torch
-
-    x_adv = (x + torch.empty_like(x).uniform_(-EPS, EPS, generator=generator)).clamp(0, 1)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        loss = torch.nn.functional.cross_entropy(model(x_adv), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        with torch.no_grad():
-            x_adv = x_adv + STEP_SIZE * grad.sign()
-            x_adv = (x + (x_adv - x).clamp(-EPS, EPS)).clamp(0, 1)
-    return x_adv.detach()
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -172,8 +146,14 @@ def measure(args) -> None:
         return torch.autograd.grad(loss, xx)[0]
 
     runs = {
-        "torch loop": lambda: _torch_pgd(
-            torch_model, x_t, y_t, steps=args.steps, generator=generator
+        "torch loop": lambda: torch_pgd(
+            torch_model,
+            x_t,
+            y_t,
+            eps=EPS,
+            steps=args.steps,
+            step_size=STEP_SIZE,
+            generator=generator,
         ),
         "advjax pgd": lambda: pgd_best(default_logits_fn, x, y, key=key).block_until_ready(),
         "advjax pgd keep_best=False": lambda: pgd_plain(
