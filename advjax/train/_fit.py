@@ -202,8 +202,8 @@ def fit(
         ``best_metric``) in ``FitResult.best_state``; with ``checkpoint_dir``
         the same state is also saved in ``checkpoint_dir/best``.
       mesh: the devices each batch is split over (data parallel: parameters
-        replicated, gradients averaged over the global batch, see
-        :func:`advjax.parallel.sharded_step`). ``None`` takes
+        replicated on the mesh, each batch split over it, gradients averaged
+        over the global batch by the step's own ``jit``). ``None`` takes
         :func:`advjax.parallel.default_mesh`: every local device when there are
         several (a CPU split with :func:`advjax.parallel.use_cpu_devices`, or
         several GPUs), else the one device. When the device count does not

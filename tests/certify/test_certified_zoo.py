@@ -16,13 +16,15 @@ models = pytest.importorskip("advjax.models")
 SMALL = {
     "preact_resnet18": dict(stage_sizes=(1, 1, 1, 1)),
     "wide_resnet": dict(depth=10, widen_factor=1),
+    "wide_resnet_34_10": dict(depth=10, widen_factor=1),  # the same blocks, certified small
 }
-SHAPES = {"preact_resnet18": (8, 8, 3), "wide_resnet": (8, 8, 3)}
+SHAPES = {"preact_resnet18": (8, 8, 3), "wide_resnet": (8, 8, 3), "wide_resnet_34_10": (8, 8, 3)}
 
 
 _SLOW = {
     "preact_resnet18",
     "wide_resnet",
+    "wide_resnet_34_10",
     "ibp_large",
     "ibp_medium",
     "fast_mnist",

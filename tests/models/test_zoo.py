@@ -240,6 +240,7 @@ def test_list_models():
             "small_cnn",
             "preact_resnet18",
             "wide_resnet",
+            "wide_resnet_34_10",
         ]
     )
 
