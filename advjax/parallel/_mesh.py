@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from advjax._checks import check_positive_int
+
 DEFAULT_AXIS = "batch"
 
 
@@ -103,6 +105,9 @@ def sub_mesh(mesh: Mesh, batch_size: int) -> Mesh:
       mesh: a one-axis mesh, e.g. from :func:`make_mesh`.
       batch_size: the global batch size (``>= 1``).
 
+    Raises:
+      TypeError, ValueError: ``batch_size`` is not a positive integer.
+
     Returns:
       ``mesh`` itself when its size divides ``batch_size``, else a mesh over
       its first ``d`` devices, ``d`` the largest divisor of ``batch_size`` not
@@ -114,6 +119,7 @@ def sub_mesh(mesh: Mesh, batch_size: int) -> Mesh:
       >>> parallel.sub_mesh(parallel.make_mesh(), 1).size
       1
     """
+    batch_size = check_positive_int(batch_size, "batch_size")
     devices = list(mesh.devices.flat)
     count = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
     if count == len(devices):

@@ -21,7 +21,8 @@ def _sharding_on(leaf, mesh: Mesh) -> NamedSharding:
 def state_sharding(state, mesh: Mesh, *, shard_params: bool = False, min_size: int = 2**16):
     """The shardings :func:`shard_train_state` gives a ``TrainState`` (same structure).
 
-    Replicated by default; with ``shard_params`` the large arrays (parameters,
+    Replicated by default (an array already placed on ``mesh`` keeps its
+    sharding); with ``shard_params`` the large arrays (parameters,
     optimizer moments, BatchNorm statistics alike) follow
     :func:`param_sharding`.
 
@@ -47,7 +48,7 @@ def state_sharding(state, mesh: Mesh, *, shard_params: bool = False, min_size: i
     """
     if shard_params:
         return param_sharding(state, mesh, min_size=min_size)
-    return jax.tree.map(lambda _: replicated(mesh), state)
+    return jax.tree.map(lambda leaf: _sharding_on(leaf, mesh), state)
 
 
 def shard_train_state(state, mesh: Mesh, *, shard_params: bool = False, min_size: int = 2**16):

@@ -12,7 +12,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from advjax import parallel
@@ -316,15 +316,10 @@ def _data_parallel(step: Callable, state: TrainState, mesh: Mesh | None, batch_s
         return step, state
     split = parallel.batch_sharding(mesh)
 
-    def placed(leaf):
-        sharding = getattr(leaf, "sharding", None)
-        on_mesh = isinstance(sharding, NamedSharding) and sharding.mesh == mesh
-        return sharding if on_mesh else parallel.replicated(mesh)
-
     def split_step(state, batch, key):
         return step(state, jax.device_put(batch, split), key)
 
-    return split_step, jax.device_put(state, jax.tree.map(placed, state))
+    return split_step, parallel.shard_train_state(state, mesh)
 
 
 @dataclasses.dataclass
