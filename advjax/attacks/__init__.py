@@ -1,7 +1,17 @@
 """Attacks as pure functions: ``attack(logits_fn, x, y, *, key) -> x_adv``."""
 
 from advjax.attacks._adaptive import bpda, eot, eot_logits
-from advjax.attacks._apgd import apgd, apgd_t, checkpoint_schedule
+from advjax.attacks._apgd import (
+    APGDProblem,
+    APGDState,
+    apgd,
+    apgd_init,
+    apgd_iterate,
+    apgd_result,
+    apgd_t,
+    apgd_variant,
+    checkpoint_schedule,
+)
 from advjax.attacks._core import (
     Attack,
     LogitsFn,
@@ -37,6 +47,7 @@ from advjax.attacks._transforms import (
     choose_targets,
     early_stop,
     over_epsilons,
+    per_example_keys,
     restart_keys,
     targeted,
     with_restarts,
@@ -45,6 +56,12 @@ from advjax.attacks._transforms import (
 from advjax.attacks._universal import apply_universal, universal_perturbation
 
 __all__ = [
+    "APGDProblem",
+    "APGDState",
+    "apgd_init",
+    "apgd_iterate",
+    "apgd_result",
+    "apgd_variant",
     "THREAT_MODELS",
     "REJECTION_REASONS",
     "Attack",
@@ -83,6 +100,7 @@ __all__ = [
     "one_pixel",
     "predicted_class",
     "over_epsilons",
+    "per_example_keys",
     "pgd",
     "project_to_threat",
     "projected_gradient_ascent",

@@ -609,6 +609,214 @@ def apgd_variant(threat: ThreatModel) -> APGDVariant:
     return APGD_VARIANTS.get(threat, GENERIC_APGD)
 
 
+class APGDProblem(NamedTuple):
+    """What one APGD run maximises, and where: everything but the carry.
+
+    Attributes:
+      logits_fn: ``x[B, ...] -> logits[B, K]``.
+      x: ``[B, ...]`` the clean inputs.
+      eps: the budget in the threat model's norm (a scalar).
+      steps: the iterations of the whole run (its checkpoint schedule).
+      threat: any :class:`ThreatModel`.
+      objective: ``logits -> [B]``, maximised.
+      success: ``logits -> [B]`` bool.
+      rho: the checkpoint threshold.
+      alpha: the momentum weight.
+      initial_step: the first step in units of ``eps`` (``None``: the variant's).
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._apgd import APGDProblem
+      >>> problem = APGDProblem(lambda x: x, jnp.zeros((1, 2)), 0.1, 10, linf,
+      ...                       lambda z: z[:, 1], lambda z: z[:, 1] > z[:, 0])
+      >>> problem.rho, problem.clip_max
+      (0.75, 1.0)
+    """
+
+    logits_fn: Callable
+    x: jax.Array
+    eps: jax.Array
+    steps: int
+    threat: ThreatModel
+    objective: Callable
+    success: Callable
+    rho: float = 0.75
+    alpha: float = 0.75
+    initial_step: float | None = None
+    clip_min: float = 0.0
+    clip_max: float = 1.0
+
+
+def _apgd_parts(problem: APGDProblem):
+    """``(context, value_and_grad, variant)`` of ``problem``."""
+    x = problem.x
+    eps = jnp.asarray(problem.eps, x.dtype)
+    variant = apgd_variant(problem.threat)
+    initial_step = variant.initial_step if problem.initial_step is None else problem.initial_step
+
+    def value_and_grad(x_adv):
+        def total(xa):
+            logits = problem.logits_fn(xa)
+            values = problem.objective(logits).astype(jnp.float32)
+            return jnp.sum(values), (values, logits)
+
+        (_, (values, logits)), grad = jax.value_and_grad(total, has_aux=True)(x_adv)
+        return (
+            jnp.nan_to_num(values, nan=-jnp.inf),
+            problem.success(logits),
+            finite_gradient(grad),
+        )
+
+    def project(candidate):
+        return project_to_threat(
+            problem.threat, x, candidate, eps, problem.clip_min, problem.clip_max
+        )
+
+    max_step = (initial_step * eps).astype(jnp.float32)
+    ctx = APGDContext(
+        x,
+        eps,
+        problem.threat,
+        project,
+        problem.alpha,
+        problem.rho,
+        max_step,
+        problem.clip_min,
+        problem.clip_max,
+    )
+    return ctx, value_and_grad, variant
+
+
+def apgd_init(problem: APGDProblem, x_start, *, warm: bool = False) -> APGDState:
+    """The carry before APGD's first iteration, starting from ``x_start`` (projected).
+
+    Args:
+      problem: the run's :class:`APGDProblem`.
+      x_start: ``[B, ...]`` the start (a random start drawn by the caller, or a
+        warm start).
+      warm: ``x_start`` is a warm start: l1-APGD then sets its sparsity from the
+        start's support, as the reference does.
+
+    Returns:
+      The :class:`APGDState` at iteration 0 (clean successes count as found).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._apgd import APGDProblem, apgd_init
+      >>> problem = APGDProblem(lambda x: x, jnp.zeros((1, 2)), 0.1, 10, linf,
+      ...                       lambda z: z[:, 1], lambda z: z[:, 1] > z[:, 0])
+      >>> state = apgd_init(problem, jnp.array([[0.0, 0.5]]))
+      >>> state.x_adv.tolist(), state.found.tolist()
+      ([[0.0, 0.10000000149011612]], [True])
+    """
+    ctx, value_and_grad, _ = _apgd_parts(problem)
+    x = problem.x
+    batch, features = x.shape[0], int(np.prod(x.shape[1:]))
+    clean_success = problem.success(problem.logits_fn(x))
+    x0 = ctx.project(x_start)
+    loss0, success0, grad0 = value_and_grad(x0)
+    nonzero0 = jnp.full(batch, float(features), jnp.float32)
+    share0 = jnp.full(batch, 0.2, jnp.float32)
+    if warm:
+        nonzero0 = jnp.sum((x0 != x).reshape(batch, -1), -1).astype(jnp.float32)
+        share0 = nonzero0 / features / 1.5
+    return APGDState(
+        i=jnp.asarray(0),
+        x_adv=x0,
+        x_prev=x0,
+        grad=grad0,
+        loss=loss0,
+        step=jnp.broadcast_to(ctx.max_step, (batch,)),
+        increases=jnp.zeros(batch, jnp.int32),
+        loss_best=loss0,
+        x_best=x0,
+        grad_best=grad0,
+        loss_best_last=loss0,
+        reduced_last=jnp.zeros(batch, bool),
+        best_adv=_select(clean_success, x, x0),
+        found=clean_success | success0,
+        share=share0,
+        nonzero_last=nonzero0,
+    )
+
+
+def apgd_iterate(
+    problem: APGDProblem, state: APGDState, *, stop=None, early_stop: bool = True
+) -> APGDState:
+    """Runs APGD's iterations from ``state.i`` up to ``stop`` (``None``: ``problem.steps``).
+
+    A run may be cut into segments at any iterations (the checkpoint schedule
+    is indexed by ``state.i``), so a caller can drop finished examples between
+    segments and carry on with the rest: the result per example is the same.
+
+    Args:
+      problem: the run's :class:`APGDProblem`.
+      state: the carry (from :func:`apgd_init` or an earlier segment).
+      stop: the iteration to stop at (an int or a traced scalar, ``<= problem.steps``).
+      early_stop: also stop once every example has succeeded.
+
+    Returns:
+      The carry at ``stop`` (or earlier, with ``early_stop``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._apgd import APGDProblem, apgd_init, apgd_iterate
+      >>> problem = APGDProblem(lambda x: jnp.stack([1.1 - x.sum(-1), x.sum(-1) - 1.1], -1),
+      ...                       jnp.full((1, 2), 0.5), 0.1, 10, linf,
+      ...                       lambda z: z[:, 1], lambda z: z[:, 1] > z[:, 0])
+      >>> state = apgd_iterate(problem, apgd_init(problem, problem.x), stop=4)
+      >>> int(state.i), state.found.tolist()
+      (1, [True])
+    """
+    ctx, value_and_grad, variant = _apgd_parts(problem)
+    is_check, window = (jnp.asarray(a) for a in variant.schedule(problem.steps))
+    stop = problem.steps if stop is None else stop
+
+    def cond(s: APGDState):
+        more = s.i < stop
+        return more & ~jnp.all(s.found) if early_stop else more
+
+    def body(s: APGDState):
+        x_new = variant.update(ctx, s)
+        loss, succ, grad = value_and_grad(x_new)
+        tracked = track_best(s, x_new, loss, succ, grad)
+        return variant.checkpoint(ctx, tracked, is_check[s.i], window[s.i])
+
+    return jax.lax.while_loop(cond, body, state)
+
+
+def apgd_result(state: APGDState):
+    """``(x_adv, found, x_best)``: per example the first success, else the best point.
+
+    Args:
+      state: the final carry.
+
+    Returns:
+      ``x_adv [B, ...]``, ``found [B]`` and ``x_best [B, ...]`` (gradients stopped).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._apgd import APGDProblem, apgd_init, apgd_result
+      >>> problem = APGDProblem(lambda x: x, jnp.zeros((1, 2)), 0.1, 10, linf,
+      ...                       lambda z: z[:, 1], lambda z: z[:, 1] > z[:, 0])
+      >>> x_adv, found, _ = apgd_result(apgd_init(problem, jnp.array([[0.0, 0.5]])))
+      >>> x_adv.tolist(), found.tolist()
+      ([[0.0, 0.10000000149011612]], [True])
+    """
+    x_adv = _select(state.found, state.best_adv, state.x_best)
+    return (
+        jax.lax.stop_gradient(x_adv),
+        state.found,
+        jax.lax.stop_gradient(state.x_best),
+    )
+
+
 def _apgd_run(
     logits_fn,
     x,
@@ -629,74 +837,25 @@ def _apgd_run(
 ):
     """One APGD run from a random start (or ``x_start``): ``(x_adv, found, x_best)``."""
     eps = jnp.asarray(eps, x.dtype)
-    batch = x.shape[0]
-    variant = apgd_variant(threat)
-    features = int(np.prod(x.shape[1:]))
-    if initial_step is None:
-        initial_step = variant.initial_step
-
-    def value_and_grad(x_adv):
-        def total(xa):
-            logits = logits_fn(xa)
-            values = objective(logits).astype(jnp.float32)
-            return jnp.sum(values), (values, logits)
-
-        (_, (values, logits)), grad = jax.value_and_grad(total, has_aux=True)(x_adv)
-        return jnp.nan_to_num(values, nan=-jnp.inf), success(logits), finite_gradient(grad)
-
-    def project(candidate):
-        return project_to_threat(threat, x, candidate, eps, clip_min, clip_max)
-
-    max_step = (initial_step * eps).astype(jnp.float32)
-    ctx = APGDContext(x, eps, threat, project, alpha, rho, max_step, clip_min, clip_max)
-    clean_success = success(logits_fn(x))
-    if x_start is not None:
-        x0 = project(x_start)
-    else:
-        x0 = project(variant.start(threat, key, x, eps))
-    loss0, success0, grad0 = value_and_grad(x0)
-    is_check, window = (jnp.asarray(a) for a in variant.schedule(steps))
-    nonzero0 = jnp.full(batch, float(features), jnp.float32)
-    share0 = jnp.full(batch, 0.2, jnp.float32)
-    if x_start is not None:  # a warm start sets the sparsity from its support, as l1-APGD does
-        nonzero0 = jnp.sum((x0 != x).reshape(batch, -1), -1).astype(jnp.float32)
-        share0 = nonzero0 / features / 1.5
-    state = APGDState(
-        i=jnp.asarray(0),
-        x_adv=x0,
-        x_prev=x0,
-        grad=grad0,
-        loss=loss0,
-        step=jnp.broadcast_to(max_step, (batch,)),
-        increases=jnp.zeros(batch, jnp.int32),
-        loss_best=loss0,
-        x_best=x0,
-        grad_best=grad0,
-        loss_best_last=loss0,
-        reduced_last=jnp.zeros(batch, bool),
-        best_adv=_select(clean_success, x, x0),
-        found=clean_success | success0,
-        share=share0,
-        nonzero_last=nonzero0,
+    problem = APGDProblem(
+        logits_fn,
+        x,
+        eps,
+        steps,
+        threat,
+        objective,
+        success,
+        rho,
+        alpha,
+        initial_step,
+        clip_min,
+        clip_max,
     )
-
-    def cond(s: APGDState):
-        more = s.i < steps
-        return more & ~jnp.all(s.found) if early_stop else more
-
-    def body(s: APGDState):
-        x_new = variant.update(ctx, s)
-        loss, succ, grad = value_and_grad(x_new)
-        tracked = track_best(s, x_new, loss, succ, grad)
-        return variant.checkpoint(ctx, tracked, is_check[s.i], window[s.i])
-
-    state = jax.lax.while_loop(cond, body, state)
-    x_adv = _select(state.found, state.best_adv, state.x_best)
-    return (
-        jax.lax.stop_gradient(x_adv),
-        state.found,
-        jax.lax.stop_gradient(state.x_best),
-    )
+    warm = x_start is not None
+    if not warm:
+        x_start = apgd_variant(threat).start(threat, key, x, eps)
+    state = apgd_init(problem, x_start, warm=warm)
+    return apgd_result(apgd_iterate(problem, state, early_stop=early_stop))
 
 
 def _validate(eps, steps, restarts, clip_min, clip_max, rho, alpha):

@@ -143,6 +143,59 @@ def with_restarts(
     return restarted
 
 
+def per_example_keys(attack: Attack) -> Attack:
+    """``attack`` with one PRNG key per example: its ``key`` argument becomes ``[B]`` keys.
+
+    Each example is attacked as if alone, with its own key (vmapped), so its
+    result does not depend on the other examples of the batch: an evaluation
+    can drop finished examples, change the batch size or split the batch over
+    devices and get the same points. An advjax attack keeps one validation
+    layer around the whole batch (its loop is vmapped, not its checks), so this
+    costs no more than the batched attack. The attack must treat examples
+    independently (every per-example attack does; a universal perturbation
+    does not).
+
+    Args:
+      attack: ``attack(logits_fn, x, y, *, key) -> x_adv`` (or a tuple whose
+        leaves all have a leading batch axis).
+
+    Returns:
+      ``attack(logits_fn, x, y, *, key)`` with ``key`` a key array ``[B]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import advjax
+      >>> from advjax.attacks import per_example_keys
+      >>> logits_fn = lambda x: jnp.stack([x.sum(-1), -x.sum(-1)], -1)
+      >>> attack = per_example_keys(advjax.pgd(0.1, steps=3))
+      >>> x, y = jnp.full((3, 2), 0.5), jnp.array([0, 0, 0])
+      >>> keys = jax.random.split(jax.random.key(0), 3)
+      >>> both = attack(logits_fn, x, y, key=keys)
+      >>> alone = attack(logits_fn, x[1:2], y[1:2], key=keys[1:2])
+      >>> bool(jnp.array_equal(both[1:2], alone))
+      True
+    """
+
+    def vmapped(run):
+        def per_example(logits_fn, x, y, *, key):
+            def one(xi, yi, ki):
+                out = run(logits_fn, xi[None], yi[None], key=ki)
+                return jax.tree.map(lambda leaf: leaf[0], out)
+
+            return jax.vmap(one)(x, y, key)
+
+        return per_example
+
+    inner, rewrap = getattr(attack, "inner", None), getattr(attack, "rewrap", None)
+    if inner is not None and rewrap is not None:
+        return rewrap(vmapped(inner))
+    wrapped = functools.wraps(attack)(vmapped(attack))
+    for name in ("constraints", "min_classes", "attack_name", "enforced"):
+        if hasattr(attack, name):
+            setattr(wrapped, name, getattr(attack, name))
+    return wrapped
+
+
 def _input_where_invalid(x_adv, x, attack):
     """``x_adv``, with the input itself wherever the point is not admissible for ``attack``."""
     valid = admissible(attack, x, x_adv)

@@ -22,7 +22,7 @@ from advjax._checks import check_positive_int
 __all__ = ["bucket_size", "map_batches"]
 
 
-def bucket_size(count: int, batch_size: int) -> int:
+def bucket_size(count: int, batch_size: int, minimum: int = 1) -> int:
     """The padded size for ``count`` rows: the next power of two, at most ``batch_size``.
 
     Padding a shrinking set of rows (the points still robust after each
@@ -32,16 +32,20 @@ def bucket_size(count: int, batch_size: int) -> int:
     Args:
       count: number of real rows (``>= 0``).
       batch_size: the largest batch.
+      minimum: the smallest padded size (fewer shapes to compile for a loop
+        that runs long on a few rows).
 
     Returns:
-      An ``int`` in ``[1, batch_size]``.
+      An ``int`` in ``[min(minimum, batch_size), batch_size]``.
 
     Example:
       >>> from advjax.data import bucket_size
       >>> [bucket_size(n, 64) for n in (0, 1, 5, 64, 100)]
       [1, 1, 8, 64, 64]
+      >>> bucket_size(5, 64, minimum=16)
+      16
     """
-    return min(1 << max(count - 1, 0).bit_length(), batch_size)
+    return min(max(1 << max(count - 1, 0).bit_length(), minimum), batch_size)
 
 
 def _devices_of(sharding) -> int:
@@ -62,6 +66,7 @@ def map_batches(
     bucket: bool = False,
     sharding: jax.sharding.Sharding | None = None,
     progress: bool | str = False,
+    min_bucket: int = 1,
 ):
     """Applies ``fn`` to ``arrays`` in fixed-size padded batches; returns the outputs of real rows.
 
@@ -87,6 +92,7 @@ def map_batches(
       sharding: optional batch sharding; batch sizes are rounded up to a
         multiple of its device count and each batch is placed with it.
       progress: show a tqdm progress bar (a string is its description).
+      min_bucket: with ``bucket``, the smallest padded size.
 
     Returns:
       The outputs of ``fn`` for the real rows, as NumPy arrays concatenated
@@ -140,7 +146,7 @@ def map_batches(
     outputs = []
     for index, start in enumerate(starts):
         chunk = rows[start : start + batch_size]
-        size = bucket_size(chunk.size, batch_size) if bucket else batch_size
+        size = bucket_size(chunk.size, batch_size, min_bucket) if bucket else batch_size
         size = _round_up(max(size, chunk.size), devices)
         take = np.concatenate([chunk, np.full(size - chunk.size, chunk[0])])
         out = call(take, index)

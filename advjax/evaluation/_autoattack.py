@@ -141,6 +141,8 @@ class AutoAttackResult:
       warnings: gradient-masking warnings (see :func:`gradient_masking_checks`).
       diagnostics: the figures behind the warnings.
       correct: per-example flags ``[N]``, classified correctly without attack.
+      escalated: :func:`fast_autoattack` only: why it escalated to the full
+        standard ensemble, or ``None`` when it did not.
 
     Shares are fractions of all ``N`` examples, in ``[0, 1]``; seconds are wall
     time, compile included.
@@ -170,6 +172,8 @@ class AutoAttackResult:
     diagnostics: dict[str, Any]
     correct: np.ndarray | None = None
     """Per-example flags ``[N]``: classified correctly without attack."""
+    escalated: str | None = None
+    """:func:`fast_autoattack` only: why it ran the full ensemble (``None``: it did not)."""
 
 
 def _config(eps, norm, version, n, names, key) -> dict[str, Any]:
@@ -202,6 +206,35 @@ def _load_state(directory: Path, config):
         )
     with np.load(npz_path, allow_pickle=False) as arrays:
         return arrays["robust"], arrays["x_adv"], state["attacks_run"], state["per_attack"]
+
+
+def judge_points(x, y, x_adv, constraints: Constraints, predictions: Callable):
+    """Which attack outputs count as broken: valid (re-verified) and misclassified.
+
+    Args:
+      x: ``[M, ...]`` the clean inputs.
+      y: ``[M]`` their labels.
+      x_adv: ``[M, ...]`` an attack's outputs for them.
+      constraints: the threat model, budget and box every output must keep.
+      predictions: ``images -> [M]`` predicted classes.
+
+    Returns:
+      ``(fooled [M] bool, rejected {reason: count})``.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax.attacks import Constraints, linf
+      >>> from advjax.evaluation._autoattack import judge_points
+      >>> x, y = np.zeros((2, 1), np.float32), np.array([0, 0])
+      >>> x_adv = np.array([[0.1], [0.5]], np.float32)
+      >>> fooled, rejected = judge_points(x, y, x_adv, Constraints(linf, 0.2, 0.0, 1.0),
+      ...                                 lambda images: np.ones(len(images), int))
+      >>> fooled.tolist(), rejected["outside_ball"]
+      ([True, False], 1)
+    """
+    checks = {k: np.asarray(v) for k, v in verify(x, x_adv, constraints).items()}
+    rejected = {reason: int(checks[reason].sum()) for reason in REJECTION_REASONS}
+    return (np.asarray(predictions(x_adv)) != y) & checks["valid"], rejected
 
 
 @per_model
@@ -385,9 +418,7 @@ def autoattack(
                 sharding=sharding,
                 progress=name if progress else False,
             )
-            checks = {k: np.asarray(v) for k, v in verify(x[todo], found, constraints).items()}
-            rejected = {reason: int(checks[reason].sum()) for reason in REJECTION_REASONS}
-            fooled = (predictions(found) != y[todo]) & checks["valid"]
+            fooled, rejected = judge_points(x[todo], y[todo], found, constraints, predictions)
             robust[todo[fooled]] = False
             x_adv[todo[fooled]] = found[fooled]
             broken_here = int(fooled.sum())

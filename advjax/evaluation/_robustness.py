@@ -22,11 +22,12 @@ from advjax.attacks import (
     LogitsFn,
     get_threat_model,
     is_successful,
-    over_epsilons,
+    per_example_keys,
     predicted_class,
     verify,
 )
 from advjax.data import map_batches
+from advjax.evaluation._compaction import row_keys
 from advjax.evaluation._diagnostics import (
     curve_checks,
     gradient_masking_checks,
@@ -252,30 +253,55 @@ def predictor(logits_fn):
 
 
 @per_model
-def _make_sweep(logits_fn, factory, epsilons: tuple, threat, clip_min, clip_max):
-    """A jitted ``(x, y, key) -> (broken[B, E], norms[B, E], rejected{reason: [B, E]})``.
+def _budget_program(logits_fn, factory, threat, clip_min, clip_max):
+    """A jitted ``(x, y, key_data, eps) -> (broken[B], norms[B], rejected{reason: [B]})``.
 
-    A point counts as broken only when its logits are finite and misclassify it
-    and it passes :func:`advjax.attacks.verify` for that budget.
+    The attack ``factory(eps)`` runs on each example with its own key
+    (:func:`advjax.attacks.per_example_keys`), so an example's outcome does not depend on the other
+    examples of its batch: dropping broken examples changes nothing for the
+    rest. A point counts as broken only when its logits are finite and
+    misclassify it and it passes :func:`advjax.attacks.verify` for ``eps``
+    (a traced scalar: one compilation serves every budget).
     """
-    epsilons = jnp.asarray(epsilons, jnp.float32)
-    sweep = over_epsilons(factory, epsilons)
 
     @jax.jit
-    def run(x, y, key):
-        x_adv = sweep(logits_fn, x, y, key=key)
-
-        def judge(xa, eps):
-            checks = verify(x, xa, Constraints(threat, eps, clip_min, clip_max))
-            fooled = is_successful(logits_fn(xa), y, False) & checks["valid"]
-            norms = threat.norm(xa.astype(jnp.float32) - x.astype(jnp.float32))
-            return fooled, norms, {r: checks[r] for r in REJECTION_REASONS}
-
-        # Budget by budget (not vmapped), so a batch split over devices stays split.
-        judged = jax.lax.map(lambda args: judge(*args), (x_adv, epsilons))
-        return jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), judged)
+    def run(x, y, key_data, eps):
+        attack = per_example_keys(factory(eps))
+        x_adv = attack(logits_fn, x, y, key=jax.random.wrap_key_data(key_data))
+        checks = verify(x, x_adv, Constraints(threat, eps, clip_min, clip_max))
+        fooled = is_successful(logits_fn(x_adv), y, False) & checks["valid"]
+        norms = threat.norm(x_adv.astype(jnp.float32) - x.astype(jnp.float32))
+        return fooled, norms, {r: checks[r] for r in REJECTION_REASONS}
 
     return run
+
+
+def _attack_budgets(run, x, y, correct, budgets, key, *, early_exit, over_rows, progress):
+    """Runs one attack at every budget: ``(broken[N, E], norms[N, E], rejected{[N, E]})``.
+
+    Budget ``j`` attacks the correctly classified rows (with ``early_exit``:
+    only those no smaller budget broke), row ``r`` with ``fold_in(fold_in(key,
+    j), r)``.
+    """
+    broken = np.zeros((len(x), len(budgets)), bool)
+    norms = np.zeros(broken.shape, np.float32)
+    rejected = {reason: np.zeros(broken.shape, bool) for reason in REJECTION_REASONS}
+    for j, eps in enumerate(budgets):
+        todo = correct & ~broken[:, :j].any(1) if early_exit else correct
+        rows = np.flatnonzero(todo)
+        if not rows.size:
+            continue
+        budget_key = jax.random.fold_in(key, j)
+        found, sizes, refused = map_batches(
+            lambda xb, yb, kb, eps=eps: run(xb, yb, kb, jnp.float32(eps)),
+            [x[rows], y[rows], row_keys(budget_key, rows)],
+            progress=f"{progress} eps={eps:g}" if progress else False,
+            **over_rows,
+        )
+        broken[rows, j], norms[rows, j] = found, sizes
+        for reason, mask in refused.items():
+            rejected[reason][rows, j] = mask
+    return broken, norms, rejected
 
 
 def evaluate(
@@ -294,13 +320,21 @@ def evaluate(
     black_box: Sequence[str] = (),
     sharding: jax.sharding.Sharding | None = None,
     progress: bool = False,
+    early_exit: bool = True,
 ) -> RobustnessReport:
     """Measures clean accuracy and robust accuracy per attack and budget.
 
-    Each attack factory ``eps -> attack`` is vmapped over all budgets at once
-    (:func:`advjax.over_epsilons`) inside one compiled program per batch. A
-    budget of 0 is not attacked (no point can move): its robust accuracy is the
-    clean accuracy, so a robustness curve can start at 0 at no cost.
+    Each attack factory ``eps -> attack`` runs budget by budget, smallest
+    first, in one compiled program for all budgets (``eps`` is traced), on the
+    correctly classified examples only; with ``early_exit`` an example broken
+    at a smaller budget is not attacked at larger ones (it already counts as
+    broken there), and the examples left are packed into bucketed batches.
+    Every example is attacked with its own key, ``fold_in(fold_in(fold_in(key,
+    i), j), n)`` for attack ``i``, budget ``j`` and example ``n``, so the
+    report is the same with and without ``early_exit``, for any
+    ``batch_size`` and device count. A budget of 0 is not attacked (no point
+    can move): its robust accuracy is the clean accuracy, so a robustness
+    curve can start at 0 at no cost.
 
     Args:
       logits_fn: the eval-mode model, ``x[B, ...] -> logits[B, K]``.
@@ -328,6 +362,8 @@ def evaluate(
         when there are several, else the default device. The report does not
         depend on the device count (random starts are drawn per example).
       progress: show a progress bar over the batches of each attack.
+      early_exit: skip, at each budget, the examples a smaller budget already
+        broke (the counts are the same either way; only the time differs).
 
     Returns:
       A :class:`RobustnessReport`. An example counts as broken only if the
@@ -375,9 +411,17 @@ def evaluate(
         norms = np.zeros(broken.shape, np.float32)
         rejected = {reason: np.zeros(broken.shape, bool) for reason in REJECTION_REASONS}
         if budgets:
-            run = _make_sweep(logits_fn, factory, budgets, threat, float(clip_min), float(clip_max))
-            found, sizes, refused = over_data(
-                run, [x, y], key=attack_key, progress=name if progress else False
+            run = _budget_program(logits_fn, factory, threat, float(clip_min), float(clip_max))
+            found, sizes, refused = _attack_budgets(
+                run,
+                x,
+                y,
+                correct,
+                budgets,
+                attack_key,
+                early_exit=early_exit,
+                over_rows=dict(batch_size=batch_size, bucket=early_exit, sharding=sharding),
+                progress=name if progress else "",
             )
             broken[:, attacked], norms[:, attacked] = found, sizes
             for reason, mask in refused.items():

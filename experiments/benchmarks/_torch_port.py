@@ -36,3 +36,27 @@ def torch_pgd(model, x, y, *, eps, steps, step_size, generator):
             x_adv = x_adv + step_size * grad.sign()
             x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
     return x_adv.detach()
+
+
+def torch_fast_mnist(variables):
+    """The fast-AT MNIST net (``advjax.models`` ``fast_mnist``) in PyTorch with Flax weights.
+
+    NCHW inputs; flattens in NHWC order, as the Flax model does.
+    """
+    import torch
+    from torch import nn
+
+    class FastMNISTNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 16, 4, stride=2, padding=1)
+            self.conv2 = nn.Conv2d(16, 32, 4, stride=2, padding=1)
+            self.fc1 = nn.Linear(7 * 7 * 32, 100)
+            self.fc2 = nn.Linear(100, 10)
+
+        def forward(self, x):
+            x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+            x = x.permute(0, 2, 3, 1).flatten(1)
+            return self.fc2(torch.relu(self.fc1(x)))
+
+    return copy_flax_weights(FastMNISTNet(), variables["params"])

@@ -35,31 +35,10 @@ import os
 import statistics
 import time
 
-from _torch_port import copy_flax_weights, torch_pgd
+from _torch_port import torch_fast_mnist, torch_pgd
 
 EPS = 0.3
 TRAIN_STEP_SIZE = 0.05
-
-
-def _torch_fast_mnist(variables):
-    """The fast-AT MNIST net in PyTorch (NCHW) with the Flax model's weights."""
-    import torch
-    from torch import nn
-
-    class FastMNISTNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 16, 4, stride=2, padding=1)
-            self.conv2 = nn.Conv2d(16, 32, 4, stride=2, padding=1)
-            self.fc1 = nn.Linear(7 * 7 * 32, 100)
-            self.fc2 = nn.Linear(100, 10)
-
-        def forward(self, x):
-            x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-            x = x.permute(0, 2, 3, 1).flatten(1)  # NHWC order, as the Flax model flattens
-            return self.fc2(torch.relu(self.fc1(x)))
-
-    return copy_flax_weights(FastMNISTNet(), variables["params"])
 
 
 def _torch_train_step(model, optimizer, x, y, *, steps, generator):
@@ -139,7 +118,7 @@ def _torch_contenders(args, variables, x_train, y_train, x_test, y_test):
     from advjax import models
 
     torch.set_num_threads(args.threads)
-    model = _torch_fast_mnist(variables)
+    model = torch_fast_mnist(variables)
     reference = np.asarray(models.eval_logits_fn(models.get_model("fast_mnist"), variables)(x_test))
     nchw = lambda a: torch.from_numpy(np.asarray(a).transpose(0, 3, 1, 2).copy())  # noqa: E731
     xt_train, xt_test = nchw(x_train), nchw(x_test)
