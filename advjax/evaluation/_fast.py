@@ -9,7 +9,8 @@ differently:
 
 1. APGD-CE (100 iterations, the paper's settings) on every correctly classified
    point, with per-example early exit: the loop runs in segments and a broken
-   point leaves it (:func:`compacted_loop`).
+   point leaves it (:func:`compacted_loop`), and so does a point where APGD is
+   at a fixed point (all-zero gradient, no momentum: it can never move again).
 2. APGD-T (targeted DLR, 100 iterations) towards the classes a local linear model
    says are closest (MALT targeting, Melamed, Yehudai & Shamir 2024,
    arXiv:2407.02240): per point the classes whose linearised distance is within
@@ -188,20 +189,23 @@ def _apgd_programs(logits_fn, threat, eps: float, steps: int, clip_min: float, c
             clip_max=clip_max,
         )
 
+    def as_carry(state):
+        carry = {k: v for k, v in state._asdict().items() if k != "i"}
+        return {**carry, "done": state.found | _stalled(state)}
+
     @jax.jit
     def init(x, y, target, key_data):
         def start(key, xi):
             return variant.start(threat, key, xi[None], jnp.asarray(eps, x.dtype))[0]
 
         keys = jax.random.wrap_key_data(key_data)
-        state = apgd_init(problem(x, y, target), jax.vmap(start)(keys, x))
-        return {k: v for k, v in state._asdict().items() if k != "i"}
+        return as_carry(apgd_init(problem(x, y, target), jax.vmap(start)(keys, x)))
 
     @jax.jit
     def advance(x, y, target, key_data, carry, start, stop):
         del key_data
-        state = apgd_iterate(problem(x, y, target), _state(carry, start), stop=stop)
-        return {k: v for k, v in state._asdict().items() if k != "i"}
+        carry = {k: v for k, v in carry.items() if k != "done"}
+        return as_carry(apgd_iterate(problem(x, y, target), _state(carry, start), stop=stop))
 
     @jax.jit
     def finish(carry):
@@ -211,7 +215,22 @@ def _apgd_programs(logits_fn, threat, eps: float, steps: int, clip_min: float, c
 
 
 def _state(carry, i):
-    return APGDState(i=i, **carry)
+    return APGDState(i=i, **{k: v for k, v in carry.items() if k != "done"})
+
+
+def _stalled(state: APGDState) -> jax.Array:
+    """``[B]``: APGD is at a fixed point (no gradient, no momentum), so it can never move.
+
+    With an all-zero gradient the step direction is zero, and with the last
+    iterate equal to the current one the momentum term is zero too; a
+    checkpoint only halves the step or returns to the best point, which is
+    this point. Dropping such an example cannot weaken the attack.
+    """
+    batch = state.grad.shape[0]
+    no_gradient = jnp.all(state.grad.reshape(batch, -1) == 0, -1)
+    no_momentum = jnp.all((state.x_adv == state.x_prev).reshape(batch, -1), -1)
+    at_best = jnp.all((state.x_adv == state.x_best).reshape(batch, -1), -1)
+    return no_gradient & no_momentum & at_best
 
 
 @per_model
@@ -241,9 +260,16 @@ def _per_example_runner(logits_fn, attack):
 
 
 def _square_on(logits_fn, attack, x, y, rows, key, over_rows):
-    """Square's points for ``rows``, each drawn from its own index's key."""
+    """Square's points for ``rows``, each drawn from its own index's key.
+
+    Square runs once per point set, thousands of queries long: its batches are
+    padded to a multiple of 32 rows, not to a power of two, so that little of
+    each query is spent on padding.
+    """
     run = _per_example_runner(logits_fn, attack)
-    return map_batches(run, [x[rows], y[rows], row_keys(key, rows)], **over_rows)
+    size = min(over_rows["batch_size"], -(-rows.size // 32) * 32)
+    options = {**over_rows, "batch_size": size, "bucket": False}
+    return map_batches(run, [x[rows], y[rows], row_keys(key, rows)], **options)
 
 
 def _boundary_rows(robust, margin, share: float) -> np.ndarray:
@@ -477,6 +503,7 @@ def fast_autoattack(
             segment=segment,
             batch_size=batch_size,
             sharding=sharding,
+            done="done",
         )
         names = sorted(carry)
         found = map_batches(

@@ -36,7 +36,7 @@ import jax
 import numpy as np
 from _torch_port import torch_fast_mnist
 
-from advjax import data, evaluation, models
+from advjax import data, evaluation, models, parallel
 from advjax.runs import load_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--no-torchattacks", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="untrained weights, tiny settings")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--cpu-devices", type=int, default=None, help="XLA CPU devices (default: one per core)"
+    )
     args = parser.parse_args(argv)
+    parallel.use_cpu_devices(args.cpu_devices)
 
     if args.tiny:
         test = data.load_embedded_mnist("test")

@@ -80,6 +80,8 @@ def test_masked_gradients_escalate_to_the_full_ensemble():
     assert result.escalated is not None and "all-zero input gradient" in result.escalated
     escalation = [n for n in result.attacks_run if n.startswith("escalation:")]
     assert escalation == ["escalation:apgd-t", "escalation:fab-t", "escalation:square"]
+    # APGD at a fixed point (zero gradient, no momentum) leaves the loop at once
+    assert result.per_attack["apgd-ce"]["example_iterations"] == 0
     full = adv_eval.autoattack(
         _masked_logits_fn,
         X,
