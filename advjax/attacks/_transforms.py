@@ -96,7 +96,7 @@ def with_restarts(
     if getattr(attack, "rewrap", None) is not None and getattr(attack, "inner", None) is not None:
         # An advjax attack: restart its loop and validate inputs / enforce outputs once.
         inner = with_restarts(attack.inner, restarts, loss=loss, targeted=targeted, batched=batched)
-        return attack.rewrap(inner)
+        return _restarts_of(attack.rewrap(inner), attack, restarts, targeted)
 
     def score(logits_fn, x, x_adv, y):
         _, (per_example, logits) = attack_objective(logits_fn, loss_fn, y, targeted)(x_adv)
@@ -140,6 +140,18 @@ def with_restarts(
 
     restarted.constraints = getattr(attack, "constraints", None)
     restarted.enforced = getattr(attack, "enforced", False)
+    return _restarts_of(restarted, attack, restarts, targeted)
+
+
+def _restarts_of(restarted, single, restarts: int, targeted: bool):
+    """Records on ``restarted`` what it repeats, for evaluations that run restarts themselves.
+
+    An evaluation that only needs to know whether some restart breaks a point
+    can run restart ``r`` (key ``fold_in(key, r)``, restart 0 the key itself)
+    on the points no earlier restart broke: ``restarted.restarts``,
+    ``restarted.single`` and ``restarted.restart_targeted`` say how.
+    """
+    restarted.restarts, restarted.single, restarted.restart_targeted = restarts, single, targeted
     return restarted
 
 

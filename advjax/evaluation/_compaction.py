@@ -36,6 +36,7 @@ def compacted_loop(
     sharding: jax.sharding.Sharding | None = None,
     done: str = "found",
     min_bucket: int = 32,
+    groups: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Runs a per-example loop to ``steps``, only on the examples not yet done.
 
@@ -53,6 +54,9 @@ def compacted_loop(
       done: the carry's ``[N]`` bool entry that marks a finished example.
       min_bucket: the smallest compiled batch (a few rows left run padded to
         it: fewer programs to compile, little extra work).
+      groups: optional ``[N]`` labels: rows with one label finish together, as
+        soon as one of them is done (several runs on one example that only
+        need one success).
 
     Returns:
       ``(carry, example_iterations)``: the final carry of every example (NumPy,
@@ -81,6 +85,8 @@ def compacted_loop(
     names = sorted(carry)
     work, start = 0, 0
     for stop in _segment_stops(steps, segment):
+        if groups is not None:
+            carry[done] = _done_together(carry[done], groups)
         rows = np.flatnonzero(~carry[done])
         if not rows.size:
             break
@@ -104,6 +110,14 @@ def compacted_loop(
             carry[name][rows] = updated[name]
         start = stop
     return carry, work
+
+
+def _done_together(done: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``done`` spread over each group: a row is done when any row of its group is."""
+    labels, index = np.unique(groups, return_inverse=True)
+    any_done = np.zeros(labels.size, bool)
+    np.logical_or.at(any_done, index, done)
+    return any_done[index]
 
 
 def row_keys(key: jax.Array, rows: np.ndarray) -> np.ndarray:

@@ -313,16 +313,22 @@ class _Record:
         self.attacks_run: list[str] = []
 
     def absorb(self, rows, found) -> tuple[int, dict[str, int]]:
-        """Counts the valid misclassified points of ``found`` as broken; tracks margins."""
+        """Counts the valid misclassified points of ``found`` as broken; tracks margins.
+
+        ``rows`` may repeat (several runs on one point): the point is broken
+        when any of its runs is, and keeps the smallest margin of the others.
+        Returns the points newly broken and the rejections per reason.
+        """
         x, y = self.x, self.y
         fooled, rejected = judge_points(x[rows], y[rows], found, self.constraints, self.predictions)
+        robust_before = int(self.robust.sum())
         self.robust[rows[fooled]] = False
         self.x_adv[rows[fooled]] = found[fooled]
         kept = rows[~fooled]
         if kept.size:
             closest = map_batches(self.margin_fn, [found[~fooled], y[kept]], **self.over_rows)
-            self.margin[kept] = np.minimum(self.margin[kept], closest)
-        return int(fooled.sum()), rejected
+            np.minimum.at(self.margin, kept, closest)
+        return robust_before - int(self.robust.sum()), rejected
 
     def log(self, name, started, *, save: bool = True, **figures) -> None:
         """Closes stage ``name``: its figures, then (with ``save``) the saved state."""
@@ -405,8 +411,11 @@ def fast_autoattack(
       (``apgd-ce``, ``apgd-t``, ``square``, ``probe``, then, when escalating,
       ``escalation:apgd-t``, ``escalation:fab-t``, ``escalation:square``), each
       with ``examples`` (points attacked) and, for APGD, ``example_iterations``
-      (iterations summed over points: the work spent); ``escalated`` says why
-      the full ensemble ran, or is ``None``.
+      (iterations summed over points: the work spent); ``square`` also has
+      ``deepest_break``, the position (nearest first, 1-based) of the farthest
+      point it broke: close to its ``examples``, a larger ``boundary_share``
+      would likely break more. ``escalated`` says why the full ensemble ran,
+      or is ``None``.
 
     Raises:
       ValueError, TypeError, InvalidInputError: bad inputs, labels, budget,
@@ -493,8 +502,8 @@ def fast_autoattack(
         logits_fn, threat, float(eps), steps, float(clip_min), float(clip_max)
     )
 
-    def apgd_on(rows, targets, stage_key):
-        arrays = [x[rows], y[rows], np.asarray(targets, np.int32), row_keys(stage_key, rows)]
+    def apgd_on(rows, targets, key_data):
+        arrays = [x[rows], y[rows], np.asarray(targets, np.int32), key_data]
         carry, work = compacted_loop(
             init,
             advance,
@@ -504,6 +513,7 @@ def fast_autoattack(
             batch_size=batch_size,
             sharding=sharding,
             done="done",
+            groups=rows,
         )
         names = sorted(carry)
         found = map_batches(
@@ -575,7 +585,7 @@ def fast_autoattack(
 def _apgd_ce_stage(record: _Record, apgd_on, key) -> None:
     started = time.perf_counter()
     rows = np.flatnonzero(record.robust)
-    found, work = apgd_on(rows, np.full(rows.size, -1), jax.random.fold_in(key, 0))
+    found, work = apgd_on(rows, np.full(rows.size, -1), row_keys(jax.random.fold_in(key, 0), rows))
     broken, rejected = record.absorb(rows, found)
     record.log(
         "apgd-ce",
@@ -588,27 +598,32 @@ def _apgd_ce_stage(record: _Record, apgd_on, key) -> None:
 
 
 def _apgd_t_stage(record: _Record, apgd_on, key, distance, eps, max_targets, reach) -> None:
+    """APGD-T towards every chosen target of every point at once, as one pool of runs.
+
+    The runs of a point leave the pool together as soon as one of them breaks
+    it; the target of rank ``k`` draws its random start from ``fold_in(fold_in(
+    key, 1 + k), n)`` for point ``n``.
+    """
     started = time.perf_counter()
     rows = np.flatnonzero(record.robust)
     distances = map_batches(distance, [record.x, record.y], rows=rows, **record.over_rows)
     targets, counts = malt_targets(distances, eps, max_targets=max_targets, reach=reach)
-    broken, work, runs = 0, 0, 0
-    rejected = {}
-    for rank in range(targets.shape[1]):
-        live = (counts > rank) & record.robust[rows]
-        if not live.any():
-            continue
-        here = rows[live]
-        found, spent = apgd_on(here, targets[live, rank], jax.random.fold_in(key, 1 + rank))
-        count, refused = record.absorb(here, found)
-        broken, work, runs = broken + count, work + spent, runs + here.size
-        rejected = {r: rejected.get(r, 0) + c for r, c in refused.items()}
+    owner = np.repeat(np.arange(rows.size), counts)
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    points = rows[owner]
+    key_data = np.zeros((owner.size, *row_keys(key, rows[:1]).shape[1:]), np.uint32)
+    for k in np.unique(rank):
+        key_data[rank == k] = row_keys(jax.random.fold_in(key, 1 + int(k)), points[rank == k])
+    broken, rejected, work = 0, dict.fromkeys(REJECTION_REASONS, 0), 0
+    if points.size:
+        found, work = apgd_on(points, targets[owner, rank], key_data)
+        broken, rejected = record.absorb(points, found)
     record.log(
         "apgd-t",
         started,
         broken=broken,
         examples=int(rows.size),
-        runs=runs,
+        runs=int(points.size),
         mean_targets=float(counts.mean()) if counts.size else 0.0,
         example_iterations=work,
         rejected=rejected,
@@ -631,21 +646,22 @@ def _black_box_stage(
     near, sample = _black_box_rows(record, boundary_share, probe_examples, key)
     for name, attack, rows, index in (("square", full, near, 100), ("probe", probe, sample, 101)):
         started = time.perf_counter()
-        broken, rejected = 0, dict.fromkeys(REJECTION_REASONS, 0)
+        broken, rejected, deepest = 0, dict.fromkeys(REJECTION_REASONS, 0), 0
         if rows.size:
             stage_key = jax.random.fold_in(key, index)
             found = _square_on(
                 logits_fn, attack, record.x, record.y, rows, stage_key, record.over_rows
             )
+            was_robust = record.robust[rows].copy()
             broken, rejected = record.absorb(rows, found)
-        record.log(
-            name,
-            started,
-            save=name == "probe",
-            broken=broken,
-            examples=int(rows.size),
-            rejected=rejected,
-        )
+            hits = np.flatnonzero(was_robust & ~record.robust[rows])
+            deepest = int(hits.max()) + 1 if hits.size else 0
+        figures = dict(broken=broken, examples=int(rows.size), rejected=rejected)
+        if name == "square":
+            # how far down the nearest-first list Square still broke points: near
+            # ``examples``, a larger ``boundary_share`` would likely break more
+            figures["deepest_break"] = deepest
+        record.log(name, started, save=name == "probe", **figures)
 
 
 def _escalate(record: _Record, logits_fn, rows, ensemble, key, options) -> None:

@@ -276,31 +276,73 @@ def _budget_program(logits_fn, factory, threat, clip_min, clip_max):
     return run
 
 
-def _attack_budgets(run, x, y, correct, budgets, key, *, early_exit, over_rows, progress):
+def restart_plan(factory: AttackFactory, budget: float) -> tuple[int, AttackFactory]:
+    """``(R, single_factory)``: how to run ``factory``'s restarts one by one, if it has any.
+
+    An attack built with :func:`advjax.attacks.with_restarts` (``pgd(...,
+    restarts=R)``, ``apgd(..., restarts=R)``) breaks a point when some restart
+    does; run one restart at a time on the points still unbroken, with the keys
+    ``with_restarts`` would use, it breaks exactly the same points. Targeted
+    restarts (which rank successes by the target) are not split.
+
+    Args:
+      factory: ``eps -> attack``.
+      budget: a budget to build the attack with (on the host, to read it).
+
+    Returns:
+      ``(1, factory)`` when the attack has no restarts to split.
+
+    Example:
+      >>> import advjax
+      >>> from advjax.evaluation._robustness import restart_plan
+      >>> restarts, single = restart_plan(lambda e: advjax.pgd(e, steps=3, restarts=4), 0.1)
+      >>> restarts, getattr(single(0.1), "restarts", 1)
+      (4, 1)
+    """
+    attack = factory(budget)
+    restarts, single = getattr(attack, "restarts", 1), getattr(attack, "single", None)
+    if restarts > 1 and single is not None and not getattr(attack, "restart_targeted", True):
+        return restarts, lambda eps: factory(eps).single
+    return 1, factory
+
+
+def _fold_key_data(key_data: np.ndarray, index: int) -> np.ndarray:
+    keys = jax.random.wrap_key_data(jnp.asarray(key_data))
+    folded = jax.vmap(lambda k: jax.random.fold_in(k, index))(keys)
+    return np.asarray(jax.random.key_data(folded))
+
+
+def _attack_budgets(runs, x, y, correct, budgets, key, *, early_exit, over_rows, progress):
     """Runs one attack at every budget: ``(broken[N, E], norms[N, E], rejected{[N, E]})``.
 
     Budget ``j`` attacks the correctly classified rows (with ``early_exit``:
-    only those no smaller budget broke), row ``r`` with ``fold_in(fold_in(key,
-    j), r)``.
+    only those no smaller budget broke), row ``n`` with ``fold_in(fold_in(key,
+    j), n)``. ``runs`` holds one program, or (with ``early_exit`` and an attack
+    with restarts) one per restart: restart ``r`` then runs on the rows no
+    earlier restart broke, with the key ``with_restarts`` gives restart ``r``.
     """
     broken = np.zeros((len(x), len(budgets)), bool)
     norms = np.zeros(broken.shape, np.float32)
     rejected = {reason: np.zeros(broken.shape, bool) for reason in REJECTION_REASONS}
     for j, eps in enumerate(budgets):
         todo = correct & ~broken[:, :j].any(1) if early_exit else correct
-        rows = np.flatnonzero(todo)
-        if not rows.size:
-            continue
         budget_key = jax.random.fold_in(key, j)
-        found, sizes, refused = map_batches(
-            lambda xb, yb, kb, eps=eps: run(xb, yb, kb, jnp.float32(eps)),
-            [x[rows], y[rows], row_keys(budget_key, rows)],
-            progress=f"{progress} eps={eps:g}" if progress else False,
-            **over_rows,
-        )
-        broken[rows, j], norms[rows, j] = found, sizes
-        for reason, mask in refused.items():
-            rejected[reason][rows, j] = mask
+        for restart, run in enumerate(runs):
+            rows = np.flatnonzero(todo & ~broken[:, j])
+            if not rows.size:
+                break
+            keys = row_keys(budget_key, rows)
+            if restart:
+                keys = _fold_key_data(keys, restart)
+            found, sizes, refused = map_batches(
+                lambda xb, yb, kb, eps=eps, run=run: run(xb, yb, kb, jnp.float32(eps)),
+                [x[rows], y[rows], keys],
+                progress=f"{progress} eps={eps:g}" if progress else False,
+                **over_rows,
+            )
+            broken[rows, j], norms[rows, j] = found, sizes
+            for reason, mask in refused.items():
+                rejected[reason][rows, j] |= mask
     return broken, norms, rejected
 
 
@@ -331,8 +373,12 @@ def evaluate(
     broken there), and the examples left are packed into bucketed batches.
     Every example is attacked with its own key, ``fold_in(fold_in(fold_in(key,
     i), j), n)`` for attack ``i``, budget ``j`` and example ``n``, so the
-    report is the same with and without ``early_exit``, for any
-    ``batch_size`` and device count. A budget of 0 is not attacked (no point
+    report's robust accuracies are the same with and without ``early_exit``,
+    for any ``batch_size`` and device count. With ``early_exit`` the restarts
+    of an attack built with :func:`advjax.attacks.with_restarts` run one at a
+    time, each on the examples no earlier restart broke (see
+    :func:`restart_plan`; a broken example's perturbation is then the first
+    restart's that broke it, so its norm may differ). A budget of 0 is not attacked (no point
     can move): its robust accuracy is the clean accuracy, so a robustness
     curve can start at 0 at no cost.
 
@@ -411,9 +457,11 @@ def evaluate(
         norms = np.zeros(broken.shape, np.float32)
         rejected = {reason: np.zeros(broken.shape, bool) for reason in REJECTION_REASONS}
         if budgets:
-            run = _budget_program(logits_fn, factory, threat, float(clip_min), float(clip_max))
+            restarts, single = restart_plan(factory, budgets[-1]) if early_exit else (1, factory)
+            box = (float(clip_min), float(clip_max))
+            runs = [_budget_program(logits_fn, single, threat, *box)] * restarts
             found, sizes, refused = _attack_budgets(
-                run,
+                runs,
                 x,
                 y,
                 correct,
