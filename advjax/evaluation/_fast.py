@@ -16,10 +16,13 @@ differently:
    arXiv:2407.02240): per point the classes whose linearised distance is within
    ``reach * eps``, nearest first, at least one and at most ``max_targets``
    (:func:`malt_targets`), each target only on the points still robust.
-3. Square (5,000 queries, the paper's settings) on the share ``boundary_share``
-   of still-robust points closest to the decision boundary (smallest logit
-   margin at the white-box attacks' best points): the points a score-based
-   search can still push over when gradients stall.
+3. Square (5,000 queries, the paper's settings) on the still-robust points
+   closest to the decision boundary (smallest logit margin at the white-box
+   attacks' best points), in chunks of ``boundary_share`` of them, nearest
+   first: the next chunk runs while Square still breaks points in the farther
+   half of the last one, so on a model whose gradients mislead (Square
+   breaking many points the gradient attacks left robust) it moves outwards
+   until its breaks thin out.
 4. A safeguard against gradient masking. Square with ``probe_queries`` queries
    on a random sample of the other still-robust points (``probe_examples``),
    plus the model-level checks of :func:`gradient_masking_checks` (all-zero or
@@ -272,13 +275,6 @@ def _square_on(logits_fn, attack, x, y, rows, key, over_rows):
     return map_batches(run, [x[rows], y[rows], row_keys(key, rows)], **options)
 
 
-def _boundary_rows(robust, margin, share: float) -> np.ndarray:
-    """The ``share`` of still-robust points with the smallest logit margin, nearest first."""
-    rows = np.flatnonzero(robust)
-    count = int(np.ceil(share * rows.size))
-    return rows[np.argsort(margin[rows], kind="stable")[:count]]
-
-
 def _escalation_reasons(logits_fn, x, y, batch_size, probe_broken, probe_examples):
     """Why the safeguard escalates (empty: it does not), and the checks' figures."""
     figures, reasons = input_validity_findings(logits_fn, x, y, batch_size, 0)
@@ -309,6 +305,7 @@ class _Record:
         )
         self.robust, self.x_adv = correct.copy(), x.copy()
         self.margin = np.full(len(x), np.inf, np.float32)
+        self.square_tried = np.zeros(len(x), bool)
         self.per_attack: dict[str, dict[str, Any]] = {}
         self.attacks_run: list[str] = []
 
@@ -393,8 +390,9 @@ def fast_autoattack(
       max_targets: the most APGD-T targets per point (AutoAttack's 9).
       reach: a class is a target when its linearised distance is at most
         ``reach * eps`` (:func:`malt_targets`).
-      boundary_share: the share of still-robust points, nearest the boundary,
-        that Square attacks.
+      boundary_share: the chunk Square attacks at a time, as a share of the
+        still-robust points, nearest the boundary first (more chunks follow
+        while it breaks points in the farther half of the last one).
       queries: Square's queries on those points (the paper's 5,000).
       probe_examples: how many other still-robust points the masking probe tries.
       probe_queries: Square's queries per probed point.
@@ -412,10 +410,9 @@ def fast_autoattack(
       ``escalation:apgd-t``, ``escalation:fab-t``, ``escalation:square``), each
       with ``examples`` (points attacked) and, for APGD, ``example_iterations``
       (iterations summed over points: the work spent); ``square`` also has
-      ``deepest_break``, the position (nearest first, 1-based) of the farthest
-      point it broke: close to its ``examples``, a larger ``boundary_share``
-      would likely break more. ``escalated`` says why the full ensemble ran,
-      or is ``None``.
+      ``broken_per_chunk`` and ``deepest_break``, the position (nearest first,
+      1-based) of the farthest point it broke. ``escalated`` says why the full
+      ensemble ran, or is ``None``.
 
     Raises:
       ValueError, TypeError, InvalidInputError: bad inputs, labels, budget,
@@ -523,19 +520,17 @@ def fast_autoattack(
         )
         return found, work
 
+    box = dict(clip_min=clip_min, clip_max=clip_max)
+    full_square = square(eps, norm=norm, queries=queries, **box)
+    probe_square = square(eps, norm=norm, queries=probe_queries, **box)
     stages = {
         "apgd-ce": lambda: _apgd_ce_stage(record, apgd_on, key),
         "apgd-t": lambda: _apgd_t_stage(
             record, apgd_on, key, _distance_program(logits_fn, norm), eps, max_targets, reach
         ),
-        "probe": lambda: _black_box_stage(
-            record,
-            logits_fn,
-            square(eps, norm=norm, queries=queries, clip_min=clip_min, clip_max=clip_max),
-            square(eps, norm=norm, queries=probe_queries, clip_min=clip_min, clip_max=clip_max),
-            boundary_share,
-            probe_examples,
-            key,
+        "probe": lambda: (
+            _square_stage(record, logits_fn, full_square, boundary_share, key),
+            _probe_stage(record, logits_fn, probe_square, probe_examples, key),
         ),
     }
     for name, stage in stages.items():
@@ -553,7 +548,6 @@ def fast_autoattack(
     escalated = " ".join(reasons) if reasons else None
     rows = np.flatnonzero(record.robust)
     if escalated and not any(n.startswith("escalation:") for n in record.attacks_run):
-        box = dict(clip_min=clip_min, clip_max=clip_max)
         ensemble = standard_attacks(
             eps, norm=norm, steps=steps, targets=min(9, num_classes - 1), queries=queries, **box
         )
@@ -630,38 +624,74 @@ def _apgd_t_stage(record: _Record, apgd_on, key, distance, eps, max_targets, rea
     )
 
 
-def _black_box_rows(record: _Record, boundary_share, probe_examples, key):
-    """The boundary points Square attacks, and a random sample of the others to probe."""
-    near = _boundary_rows(record.robust, record.margin, boundary_share)
-    others = np.setdiff1d(np.flatnonzero(record.robust), near)
+def _margin_order(record: _Record) -> np.ndarray:
+    """The still-robust points, smallest logit margin (nearest the boundary) first."""
+    rows = np.flatnonzero(record.robust)
+    return rows[np.argsort(record.margin[rows], kind="stable")]
+
+
+def _probe_rows(record: _Record, probe_examples, key) -> np.ndarray:
+    """A random sample of the still-robust points Square did not attack."""
+    others = np.flatnonzero(record.robust & ~record.square_tried)
     seed = np.asarray(jax.random.key_data(jax.random.fold_in(key, 102))).ravel()
-    sample = np.random.default_rng(seed.tolist()).permutation(others)[:probe_examples]
-    return near, np.sort(sample)
+    return np.sort(np.random.default_rng(seed.tolist()).permutation(others)[:probe_examples])
 
 
-def _black_box_stage(
-    record: _Record, logits_fn, full, probe, boundary_share, probe_examples, key
-) -> None:
-    """Square on the points nearest the boundary, then the probe on a sample of the rest."""
-    near, sample = _black_box_rows(record, boundary_share, probe_examples, key)
-    for name, attack, rows, index in (("square", full, near, 100), ("probe", probe, sample, 101)):
-        started = time.perf_counter()
-        broken, rejected, deepest = 0, dict.fromkeys(REJECTION_REASONS, 0), 0
-        if rows.size:
-            stage_key = jax.random.fold_in(key, index)
-            found = _square_on(
-                logits_fn, attack, record.x, record.y, rows, stage_key, record.over_rows
-            )
-            was_robust = record.robust[rows].copy()
-            broken, rejected = record.absorb(rows, found)
-            hits = np.flatnonzero(was_robust & ~record.robust[rows])
-            deepest = int(hits.max()) + 1 if hits.size else 0
-        figures = dict(broken=broken, examples=int(rows.size), rejected=rejected)
-        if name == "square":
-            # how far down the nearest-first list Square still broke points: near
-            # ``examples``, a larger ``boundary_share`` would likely break more
-            figures["deepest_break"] = deepest
-        record.log(name, started, save=name == "probe", **figures)
+def _square_stage(record: _Record, logits_fn, attack, boundary_share, key) -> None:
+    """Square on the still-robust points nearest the boundary, chunk by chunk.
+
+    A chunk is ``boundary_share`` of the points robust when the stage starts,
+    nearest first. The next chunk runs while Square keeps breaking points in the
+    farther half of the last one: on a model whose white-box margins say little
+    (Square breaking points the gradient attacks left far from the boundary),
+    the stage moves outwards until the breaks thin out.
+    """
+    started = time.perf_counter()
+    order = _margin_order(record)
+    chunk = int(np.ceil(boundary_share * order.size))
+    stage_key = jax.random.fold_in(key, 100)
+    broken_per_chunk, rejected, deepest, position = [], dict.fromkeys(REJECTION_REASONS, 0), 0, 0
+    while chunk and position < order.size:
+        rows = order[position : position + chunk]
+        found = _square_on(logits_fn, attack, record.x, record.y, rows, stage_key, record.over_rows)
+        record.square_tried[rows] = True
+        broken, reasons = record.absorb(rows, found)
+        rejected = {r: rejected[r] + reasons[r] for r in rejected}
+        broken_per_chunk.append(broken)
+        hits = np.flatnonzero(~record.robust[rows])
+        deepest = position + int(hits.max()) + 1 if hits.size else deepest
+        position += rows.size
+        if not hits.size or 2 * (hits.max() + 1) <= rows.size:
+            break
+    record.log(
+        "square",
+        started,
+        save=False,
+        broken=int(sum(broken_per_chunk)),
+        examples=position,
+        broken_per_chunk=broken_per_chunk,
+        deepest_break=deepest,
+        rejected=rejected,
+    )
+
+
+def _probe_stage(record: _Record, logits_fn, probe, probe_examples, key) -> None:
+    """The masking probe: Square with few queries on a random sample of the rest."""
+    started = time.perf_counter()
+    rows = _probe_rows(record, probe_examples, key)
+    broken, rejected = 0, dict.fromkeys(REJECTION_REASONS, 0)
+    if rows.size:
+        found = _square_on(
+            logits_fn,
+            probe,
+            record.x,
+            record.y,
+            rows,
+            jax.random.fold_in(key, 101),
+            record.over_rows,
+        )
+        broken, rejected = record.absorb(rows, found)
+    record.log("probe", started, broken=broken, examples=int(rows.size), rejected=rejected)
 
 
 def _escalate(record: _Record, logits_fn, rows, ensemble, key, options) -> None:

@@ -102,6 +102,8 @@ def _row(name, config, aa, aa_seconds, fast, fast_seconds, torch_robust, torch_s
         },
         "broken_by_autoattack_only": aa_only,
         "broken_by_fast_only": fast_only,
+        "images_broken_by_autoattack_only": np.flatnonzero(~aa.robust & fast.robust).tolist(),
+        "images_broken_by_fast_only": np.flatnonzero(aa.robust & ~fast.robust).tolist(),
         "time_ratio_fast_over_autoattack": fast_seconds / aa_seconds,
     }
     if torch_robust is not None:
