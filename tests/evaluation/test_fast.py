@@ -192,3 +192,16 @@ def test_compacted_loop_matches_one_segment():
     np.testing.assert_array_equal(one["value"], cut["value"])
     assert one["value"].tolist() == [0, 7, 8, 9, 7]
     assert work_cut < work_one == 4 * 9
+
+
+def test_square_moves_outwards_while_it_keeps_breaking():
+    """With APGD cut to one step Square does the breaking, chunk after chunk."""
+    options = {**FAST, "steps": 1, "queries": 300}
+    weak = adv_eval.fast_autoattack(_logits_fn, X, Y, batch_size=16, boundary_share=0.25, **options)
+    square = weak.per_attack["square"]
+    chunks = square["broken_per_chunk"]
+    assert sum(chunks) == square["broken"] and all(chunks[:-1])
+    assert len(chunks) > 1, square
+    robust_before = round(16 * weak.per_attack["apgd-t"]["robust_accuracy_after"])
+    assert square["deepest_break"] <= square["examples"] <= robust_before
+    assert weak.per_attack["probe"]["examples"] <= robust_before - square["examples"]
