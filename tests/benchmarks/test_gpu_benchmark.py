@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "experiments" / "benchmarks" / "gpu.py"
 
 
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_tiny_gpu_benchmark_writes_complete_json(tmp_path):
+def test_tiny_gpu_benchmark_writes_complete_json(tmp_path, run_benchmark):
     out = tmp_path / "x.json"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_benchmark("gpu.py", "--tiny", "--out", str(out))
     assert "images/s" in proc.stdout
     data = json.loads(out.read_text())
 
@@ -87,19 +71,9 @@ def test_tiny_gpu_benchmark_writes_complete_json(tmp_path):
         assert 0.0 <= stage["robust_accuracy_after"] <= 1.0
 
 
-def test_tiny_main_job_benchmark_times_every_contender():
+def test_tiny_main_job_benchmark_times_every_contender(run_benchmark):
     """``main_job.py --tiny``: advjax on one device and on one per core (torch if present)."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "benchmarks" / "main_job.py"), "--tiny"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_benchmark("main_job.py", "--tiny", keep_xla_flags=False)
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     cores = results["cores"]
     expected = {"advjax 1 device", f"advjax {cores} devices"}
