@@ -62,7 +62,7 @@ def _attacks(settings: dict) -> dict:
 def _tiny():
     model = models.get_model("fast_mnist")
     variables = model.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32))
-    settings = dict(eval_steps=3, eval_restarts=2, eval_step_size=None, eval_epsilons=[0.1, 0.3])
+    settings = dict(eval_steps=3, eval_restarts=2, eval_step_size=None, eval_epsilons=[0.002, 0.3])
     return models.eval_logits_fn(model, variables), settings
 
 

@@ -26,3 +26,5 @@ def test_tiny_early_exit_benchmark_finds_the_same_counts(tmp_path, run_benchmark
     assert len(result["seconds_with_early_exit"]) == len(result["seconds_without_early_exit"]) == 1
     assert len(result["robust_accuracy"]) == 2  # fgsm, pgd
     assert all(len(row) == 2 for row in result["robust_accuracy"])  # two budgets
+    # the tiny budget leaves points robust, so the equality compares more than zeros
+    assert all(0 < row[0] < 1 for row in result["robust_accuracy"])
