@@ -34,10 +34,15 @@ from advjax import models
 from advjax._integrity import mismatched, tree_digests
 
 FORMAT = 1
+"""The run-directory format version in ``config.json``; :func:`load_run` refuses others."""
 CONFIG = "config.json"
+"""The run's configuration file, in the run directory."""
 MODEL_DIR = "model"
+"""The folder of the run's trained model, in the run directory."""
 CHECKPOINTS = "checkpoints"
+"""The folder of the run's training checkpoints, in the run directory."""
 METRICS = "metrics.jsonl"
+"""The run's training metrics (one JSON object a line), in the run directory."""
 
 
 class RunError(ValueError):
@@ -90,22 +95,33 @@ class LoadedRun:
 
 
 def model_spec(
-    name: str | None = None, *, factory: str | None = None, kwargs: dict | None = None
+    name: str | None = None,
+    *,
+    factory: str | None = None,
+    kwargs: dict | None = None,
+    model: Any = None,
 ) -> dict[str, Any]:
     """The ``config.json`` entry that rebuilds a model: a zoo name or an importable factory.
 
+    A model defined in a notebook or script (neither in the zoo nor importable)
+    is recorded by its class name alone (``"defined_in_code"``); loading it
+    then takes the model itself, ``load_run(run_dir, model=...)``.
+
     Args:
       name: a name known to :func:`advjax.models.get_model`.
-      factory: ``"package.module:function"`` returning a Flax module, for a
-        model outside the zoo (give exactly one of ``name`` and ``factory``).
+      factory: ``"package.module:function"`` returning a Flax module (or an
+        ``advjax.models.NNXModel`` / ``EquinoxModel``), for a model outside the zoo.
       kwargs: JSON-ready keyword arguments of the constructor or factory.
+      model: the model itself, when neither ``name`` nor ``factory`` is given.
+        Give exactly one of ``name``, ``factory`` and ``model``.
 
     Returns:
-      ``{"name": ..., "factory": ..., "kwargs": {...}}``.
+      ``{"name": ..., "factory": ..., "kwargs": {...}}``, plus
+      ``"defined_in_code": "<class>"`` for a model given as ``model``.
 
     Raises:
-      RunError: neither or both of ``name`` and ``factory``, an unknown zoo
-        name, or a factory that cannot be imported or called.
+      RunError: not exactly one of ``name``, ``factory`` and ``model``, an
+        unknown zoo name, or a factory that cannot be imported or called.
 
     Example:
       >>> from advjax.runs import build_model, model_spec
@@ -113,8 +129,17 @@ def model_spec(
       >>> type(build_model(spec)).__name__
       'MLP'
     """
-    if (name is None) == (factory is None):
-        raise RunError("give exactly one of a zoo model name and a model factory.")
+    if sum(given is not None for given in (name, factory, model)) != 1:
+        raise RunError(
+            "give exactly one of a zoo model name, a model factory and the model itself."
+        )
+    if model is not None:
+        return {
+            "name": None,
+            "factory": None,
+            "kwargs": {},
+            "defined_in_code": getattr(model, "name", None) or type(model).__name__,
+        }
     spec = {"name": name, "factory": factory, "kwargs": dict(kwargs or {})}
     build_model(spec)  # fail now, not when the run is loaded
     return spec
@@ -141,6 +166,12 @@ def build_model(spec: dict[str, Any]):
       advjax.runs._format.RunError: cannot import the model factory ...
     """
     kwargs = dict(spec.get("kwargs") or {})
+    if spec.get("defined_in_code"):
+        raise RunError(
+            f"the run's model ({spec['defined_in_code']}) was defined in a notebook or script, "
+            "not in the zoo or an importable factory: pass the same architecture, "
+            "load_run(run_dir, model=...)."
+        )
     if spec.get("factory"):
         module_name, _, function_name = str(spec["factory"]).partition(":")
         try:
@@ -262,6 +293,7 @@ def save_run_model(
     model_name: str | None = None,
     model_factory: str | None = None,
     model_kwargs: dict | None = None,
+    model: Any = None,
     input_shape: tuple[int, ...],
     extra: dict | None = None,
 ) -> Path:
@@ -277,6 +309,9 @@ def save_run_model(
       model_name: a name known to :func:`advjax.models.get_model`, or
       model_factory: ``"package.module:function"`` for a model outside the zoo.
       model_kwargs: keyword arguments of the model's constructor or factory.
+      model: the model itself, for one defined in a notebook or script (give
+        exactly one of ``model_name``, ``model_factory`` and ``model``); the
+        run then loads with ``load_run(run_dir, model=...)``.
       input_shape: one example's shape, e.g. ``(28, 28, 1)``.
       extra: more JSON-ready facts for ``config.json`` (recipe, data, threat model).
 
@@ -305,7 +340,7 @@ def save_run_model(
     """
     run_dir = Path(run_dir).absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
-    spec = model_spec(model_name, factory=model_factory, kwargs=model_kwargs)
+    spec = model_spec(model_name, factory=model_factory, kwargs=model_kwargs, model=model)
     arrays = jax.device_get(dict(variables))
     target = run_dir / MODEL_DIR
     if target.exists():
@@ -380,7 +415,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
+def load_run(run_dir: str | Path, *, model: Any = None) -> LoadedRun:
     """Loads a run directory back into its model, variables and eval-mode logits.
 
     The saved arrays are checked against the SHA-256 digests recorded in
@@ -389,6 +424,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     Args:
       run_dir: a directory written by ``advjax train``, ``advjax quickstart``
         or :func:`save_run_model`.
+      model: the model to load the weights into, instead of the one the config
+        names (required for a model saved with ``save_run_model(model=...)``:
+        one defined in a notebook or script); the saved arrays must fit it.
 
     Returns:
       A :class:`LoadedRun`.
@@ -422,7 +460,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     """
     run_dir = Path(run_dir).absolute()
     config = read_config(run_dir)
-    model = build_model(config["model"])
+    model = build_model(config["model"]) if model is None else model
     input_shape = tuple(config["input_shape"])
     model_path = run_dir / MODEL_DIR
     if not model_path.is_dir() or "model_digests" not in config:
@@ -439,7 +477,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     except Exception as error:  # orbax raises several types for unreadable folders
         raise RunError(
             f"cannot read the saved model in {model_path}: {error}. Its files are damaged or "
-            "it was saved for another model than config.json describes."
+            "it was saved for another model than the one being loaded."
         ) from error
     variables = jax.tree.map(np.asarray, dict(variables))
     damaged = mismatched(config["model_digests"], variables)
