@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets
 
 from advjax._checks import check_positive_int
 

@@ -27,6 +27,7 @@ CERTIFY_METHODS: dict[str, str] = {
     "smoothing": "randomized smoothing, L2 radius with confidence 1 - alpha "
     "(Cohen et al. 2019, arXiv:1902.02918)",
 }
+"""The methods of :func:`certify_run` (``advjax certify --method``), each described."""
 
 
 SMOOTHING_ONLY = ("sigma", "samples", "alpha")
@@ -140,7 +141,7 @@ def _bound_report(run, x, y, spec, progress=False) -> tuple[dict, dict]:
 
 
 def _smoothing_report(run, x, y, spec, progress=False) -> tuple[dict, dict]:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     key = jax.random.key(spec.seed)
     predictions, radii = [], []

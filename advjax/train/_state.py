@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax.training import train_state
 
 from advjax.backend import default_fast_conv_grads
@@ -37,6 +38,29 @@ class TrainState(train_state.TrainState):
     and :func:`make_step` stores the new carry; it is checkpointed with the
     state, so resumed runs stay exact.
     """
+
+    @classmethod
+    def create(cls, *, apply_fn, params, tx, **kwargs):
+        """A new state at step 0, holding its own copy of ``params`` and ``batch_stats``.
+
+        The compiled step of :func:`make_step` donates the state it is given, so
+        the state must not share buffers with arrays the caller keeps (a second
+        state built from the same initial variables would find them deleted).
+
+        Args:
+          apply_fn: the model's ``apply`` (a linen module's, or an
+            :class:`advjax.models.NNXModel` / :class:`advjax.models.EquinoxModel`'s).
+          params: the trainable parameters (copied).
+          tx: the optax optimizer.
+          **kwargs: further fields, e.g. ``batch_stats`` (copied) or ``carry``.
+
+        Returns:
+          The state, with ``opt_state = tx.init(params)``.
+        """
+        params = jax.tree.map(jnp.array, params)
+        if kwargs.get("batch_stats") is not None:
+            kwargs["batch_stats"] = jax.tree.map(jnp.array, kwargs["batch_stats"])
+        return super().create(apply_fn=apply_fn, params=params, tx=tx, **kwargs)
 
     def variables(self, params=None) -> dict:
         """The model's variables with ``params`` (default: the state's own)."""

@@ -116,7 +116,7 @@ def test_the_three_models_compute_the_same_logits_and_input_gradients(three_mode
 def pgd_at_params(model, variables, steps=3):
     state = train.TrainState.create(
         apply_fn=model.apply,
-        params=jax.tree.map(jnp.copy, variables["params"]),  # the step donates the state
+        params=variables["params"],  # TrainState.create copies: the donating step keeps them
         tx=optax.sgd(0.1, momentum=0.9),
     )
     objective = train.pgd_at(
@@ -245,8 +245,8 @@ def test_fit_trades_resumes_saves_and_loads_back(name, tmp_path):
     def run(max_steps=None):
         state = train.TrainState.create(
             apply_fn=model.apply,
-            params=jax.tree.map(jnp.copy, variables["params"]),
-            batch_stats=jax.tree.map(jnp.copy, variables["batch_stats"]),
+            params=variables["params"],
+            batch_stats=variables["batch_stats"],
             tx=optax.adam(1e-2),
         )
         return train.fit(
