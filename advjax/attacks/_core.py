@@ -19,7 +19,9 @@ from advjax.attacks._threat import ThreatModel, per_example_value
 from advjax.losses import Loss, as_labels
 
 LogitsFn = Callable[[jax.Array], jax.Array]
+"""A classifier as attacks see it: inputs ``x[B, ...]`` to logits ``[B, K]``."""
 Attack = Callable[..., jax.Array]
+"""What the attack factories return: ``attack(logits_fn, x, y, *, key) -> x_adv``."""
 
 
 def predicted_class(logits: jax.Array) -> jax.Array:

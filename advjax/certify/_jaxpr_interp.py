@@ -52,7 +52,7 @@ class Interval(NamedTuple):
     ``Interval`` is a ``NamedTuple`` and therefore a JAX pytree, so it can cross
     ``jax.jit``/``jax.vmap`` boundaries.
 
-    Args:
+    Attributes:
         lower: Lower ends (an array, any shape).
         upper: Upper ends, same shape as ``lower``.
 

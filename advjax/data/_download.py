@@ -23,6 +23,7 @@ from advjax.data._registry import REGISTRY, DatasetSource, RemoteFile
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "ADVJAX_DATA"
+"""The environment variable naming the data root when no ``data_dir`` is given."""
 DEFAULT_TIMEOUT = 60.0
 _CHUNK = 1 << 20
 _USER_AGENT = "advjax-data/0.1 (+https://github.com/advjax)"

@@ -131,6 +131,7 @@ NAMED_DATASETS: dict[str, NamedDataset] = {
         ),
     )
 }
+"""The data sets the command line can name (``--data``), by name."""
 
 
 def load_named(name: str, split: str, data_dir: str | None = None) -> Dataset:

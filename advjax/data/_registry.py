@@ -145,3 +145,4 @@ REGISTRY: dict[str, DatasetSource] = {
         splits={"train": ("cifar-100-binary.tar.gz",), "test": ("cifar-100-binary.tar.gz",)},
     ),
 }
+"""The downloadable data sets by name: their files, mirrors and published MD5 checksums."""

@@ -27,6 +27,7 @@ from advjax.defenses._detectors import Detector
 from advjax.defenses._ensemble import agreement, soft_agreement
 
 ABSTAIN = -1
+"""The label a guarded classifier gives where it abstains (rejects the input)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
+"""A per-example objective: ``loss(logits[B, K], target) -> [B]`` (labels or probabilities)."""
 
 
 def require_classes(logits: jax.Array, needed: int, loss_name: str) -> None:

@@ -76,6 +76,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {}
+"""Every registered recipe by name (:func:`register` adds to it)."""
 
 
 def register(recipe: Recipe) -> Recipe:

@@ -133,6 +133,7 @@ EVAL_ATTACKS: dict[str, EvalAttack] = {
         lambda spec, eps: attacks.fab(eps, norm=spec.norm, steps=_given(spec.steps, 100)),
     ),
 }
+"""The attacks of :func:`evaluate_run` (``advjax eval --attack``), by name."""
 
 
 def _autoattack_ensemble(spec, eps):

@@ -23,6 +23,10 @@ from advjax.losses import as_labels, ce
 from advjax.train._state import TrainState, eval_logits, train_logits
 
 Objective = Callable[..., tuple]
+"""A training objective for :func:`make_step`.
+
+``(params, state, batch, key) -> (loss, (metrics, batch_stats))``.
+"""
 Schedule = float | Callable[[jax.Array], jax.Array]
 
 
