@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from advjax._checks import check_batch, check_classes, check_positive_int
+from advjax._compile import per_model
 from advjax.attacks import predicted_class
 
 __all__ = [
@@ -102,6 +103,12 @@ def sample_counts(logits_fn: Callable, x, *, sigma: float, n: int, key, batch_si
     n = check_positive_int(n, "n")
     batch_size = min(check_positive_int(batch_size, "batch_size"), n)
     num_classes = jax.eval_shape(logits_fn, x[None]).shape[-1]
+    return _counting_program(logits_fn, float(sigma), n, batch_size, num_classes)(x, key)
+
+
+@per_model
+def _counting_program(logits_fn, sigma: float, n: int, batch_size: int, num_classes: int):
+    """The compiled sampling loop of :func:`sample_counts`, built once per model and settings."""
     num_chunks = -(-n // batch_size)
 
     @jax.jit
@@ -117,7 +124,7 @@ def sample_counts(logits_fn: Callable, x, *, sigma: float, n: int, key, batch_si
 
         return jax.lax.fori_loop(0, num_chunks, body, jnp.zeros(num_classes, jnp.int32))
 
-    return run(x, key)
+    return run
 
 
 # ------------------------------------------------------------------ statistics (host)
