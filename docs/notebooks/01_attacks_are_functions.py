@@ -85,7 +85,7 @@ print(f"{int(result.state.step)} training steps in {result.train_seconds:.1f} s"
 print(f"clean test accuracy: {accuracy(x_test):.1%}")
 
 # %% [markdown]
-# ## 1. `jax.jit`: one compiled program per attack
+# ## 1. jax.jit: one compiled program per attack
 #
 # `advjax.pgd(eps, steps=...)` returns the attack; the model is a static argument (a Python
 # function), the arrays and the key are traced. The first call traces and compiles, later
@@ -111,7 +111,7 @@ print(f"largest |x_adv - x|: {float(jnp.abs(x_adv - x_test).max()):.4f}")
 # The second call is the cost of the attack itself. The largest coordinate change is at most the
 # budget: every attack's output lies in its threat model and in `[0, 1]`.
 #
-# ## 2. `jax.vmap` over budgets: a traced epsilon
+# ## 2. jax.vmap over budgets: a traced epsilon
 #
 # The budget is an ordinary (traceable) number, so a whole robustness sweep is one `vmap` over a
 # vector of budgets, compiled once. (`advjax.over_epsilons` packages the same idea; it runs
@@ -157,7 +157,7 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# ## 3. `jax.vmap` over single examples
+# ## 3. jax.vmap over single examples
 #
 # An attack written for a batch also runs on one image: add a batch axis of 1 inside the mapped
 # function. With one key per image, each example's adversarial point is its own business: it
@@ -186,7 +186,7 @@ difference = float(jnp.abs(x_adv_32 - x_adv_reversed).max())
 print(f"same images in reverse order: largest difference {difference}")
 
 # %% [markdown]
-# ## 4. `jax.grad` through an attack
+# ## 4. jax.grad through an attack
 #
 # The robust loss of adversarial training is `mean CE(f_theta(x_adv(theta)), y)`. Written as a
 # function of the parameters, with the attack inside, `jax.grad` differentiates it. Attacks

@@ -59,7 +59,7 @@ print(f"500 images padded to {x_split.shape[0]} ({int(mask.sum())} real), one sl
 print([shard.data.shape[0] for shard in x_split.addressable_shards])
 
 # %% [markdown]
-# ## Data-parallel training with `train.fit`
+# ## Data-parallel training with train.fit
 #
 # Given no mesh, `train.fit` splits every batch over all local devices (here eight), keeps the
 # parameters replicated and averages the gradients over the global batch. We train the fast-AT
