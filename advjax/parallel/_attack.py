@@ -34,8 +34,11 @@ def sharded_attack(attack: Attack, mesh: Mesh) -> Attack:
     partitionable Threefry, the noise an attack draws for example ``i`` is the
     same on one device or many (and with or without padding), so the result
     equals ``jax.jit(attack, static_argnums=0)`` on one device up to the
-    floating-point order of the model's own reductions (bit-equal in the tests
-    on 1 versus 8 CPU devices).
+    floating-point order of the model's own reductions: bit-equal in the tests
+    of an MLP on 1 versus 8 CPU devices, while a convolution's input gradient
+    can change in its last bit with the per-device batch size, which flips a
+    sign step on a few examples (4 of 500 for PGD-20 on the fast-AT MNIST net,
+    with the same robust verdicts; docs/notebooks/06_scaling_out).
 
     Args:
       attack: ``attack(logits_fn, x, y, *, key) -> x_adv`` that keeps examples
@@ -46,8 +49,9 @@ def sharded_attack(attack: Attack, mesh: Mesh) -> Attack:
 
     Returns:
       ``attack(logits_fn, x, y, *, key) -> x_adv``, compiled once per
-      ``logits_fn`` (a static argument, as with ``jax.jit``), with ``x_adv``
-      sharded like the batch.
+      ``logits_fn`` (a static argument, as with ``jax.jit``); ``x_adv`` is
+      sharded like the batch when the device count divides it, and replicated
+      when the batch was padded (the padding is cut off after the attack).
 
     Example:
       >>> import jax, jax.numpy as jnp
