@@ -110,13 +110,26 @@ def raise_if(failed, message: str, *values) -> None:
         if np.any(np.asarray(failed_now)):
             raise InvalidInputError(message.format(*(_host(v) for v in values_now)))
 
-    failed = jnp.any(jnp.asarray(failed))
-    values = tuple(jnp.asarray(v) for v in values)
+    @jax.custom_batching.custom_vmap
+    def check(failed_now, values_now):
+        jax.lax.cond(
+            failed_now, lambda: jax.debug.callback(report, failed_now, *values_now), lambda: None
+        )
+        return failed_now
 
-    def fail():
-        jax.debug.callback(report, failed, *values)
+    # Under vmap one check covers the whole batch (reporting its first failing example);
+    # vmap's default rule would unroll one host callback per example into the program.
+    @check.def_vmap
+    def check_batch(axis_size, in_batched, failed_now, values_now):
+        failed_batched, values_batched = in_batched
+        index = jnp.argmax(failed_now) if failed_batched else 0
+        first = failed_now[index] if failed_batched else failed_now
+        pairs = zip(values_now, values_batched, strict=True)
+        chosen = tuple(v[index] if batched else v for v, batched in pairs)
+        return check(first, chosen), False
 
-    jax.lax.cond(failed, fail, lambda: None)
+    stop = jax.lax.stop_gradient  # a check is not differentiated
+    check(stop(jnp.any(jnp.asarray(failed))), tuple(stop(jnp.asarray(v)) for v in values))
 
 
 def _host(value):

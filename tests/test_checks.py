@@ -323,3 +323,28 @@ def test_autoattack_rejects_points_outside_the_box():
         "outside_ball": 0,
         "outside_box": 6,
     }
+
+
+def _single_example_pgd(logits_fn):
+    attack = advjax.pgd(0.1, steps=2)
+    return lambda xi, yi, k: attack(logits_fn, xi[None], yi[None], key=k)[0]
+
+
+def test_a_vmapped_attack_checks_the_batch_once_and_names_a_failing_example():
+    w = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
+    one = _single_example_pgd(lambda x: x.reshape(x.shape[0], -1) @ w)
+
+    def callbacks(batch):
+        x = jnp.full((batch, 2, 2, 1), 0.5)
+        y = jnp.zeros(batch, jnp.int32)
+        keys = jax.random.split(jax.random.key(0), batch)
+        return str(jax.make_jaxpr(jax.vmap(one))(x, y, keys)).count("callback")
+
+    assert 0 < callbacks(4) == callbacks(64)  # not one host callback per example
+    x = jnp.full((6, 2, 2, 1), 0.5).at[4].set(3.0)
+    y = jnp.zeros(6, jnp.int32)
+    keys = jax.random.split(jax.random.key(0), 6)
+    with pytest.raises(Exception, match=r"lie in \[3, 3\], outside the declared valid range"):
+        jax.block_until_ready(jax.jit(jax.vmap(one))(x, y, keys))
+    good = jax.jit(jax.vmap(one))(x.at[4].set(0.5), y, keys)
+    assert bool(jnp.all(jnp.abs(good - 0.5) <= 0.1 + 1e-6))
