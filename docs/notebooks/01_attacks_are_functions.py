@@ -165,10 +165,9 @@ plt.show()
 # drop finished images and re-batch the rest). We map over the first 32 test images, then over
 # the same images (and their keys) in reverse order, and compare image by image.
 #
-# For large batches use `advjax.attacks.per_example_keys(attack)`, which computes the same thing
-# (one key per example) but checks its inputs once for the whole batch: under a plain `jax.vmap`
-# the attack's input checks are repeated for every example, and the compiled program grows with
-# the number of examples.
+# `advjax.attacks.per_example_keys(attack)` packages the same thing (one key per example) as an
+# attack that takes the whole batch. Under a plain `jax.vmap` the attack's input checks still
+# run once for the batch, and a failing one names the values of the first bad example.
 
 # %%
 keys = jax.random.split(key, 32)
