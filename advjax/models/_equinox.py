@@ -7,7 +7,8 @@ from typing import Any
 
 import jax
 
-from advjax.models._pytree_dict import fill_from_nested, mutable_names, nested_arrays
+from advjax.models._pytree_dict import fill_from_nested, nested_arrays
+from advjax.models._wrapped import WrappedModel
 
 
 def _equinox():
@@ -20,7 +21,7 @@ def _equinox():
     return equinox
 
 
-class EquinoxModel:
+class EquinoxModel(WrappedModel):
     """An Equinox module seen through Flax linen's ``init`` / ``apply`` contract.
 
     Equinox models act on one example; this wrapper maps them over the batch with
@@ -79,26 +80,14 @@ class EquinoxModel:
             )
         self._params, self._static = eqx.partition(module, eqx.is_inexact_array)
         self._state = state
+        self.has_stats = state is not None
         self.axis_name = axis_name
         self.name = type(module).__name__
 
-    def __repr__(self) -> str:
-        return f"EquinoxModel({self.name})"
-
-    def init(self, key: jax.Array, x: jax.Array, train: bool = False) -> dict[str, Any]:
-        """The wrapped module's variables (``key``, ``x`` and ``train`` are not used).
-
-        Args:
-          key: unused (Equinox modules are initialised when constructed).
-          x: unused example input.
-          train: unused.
-
-        Returns:
-          ``{"params": ...}`` plus ``"batch_stats"`` for a stateful module.
-        """
-        del key, x, train
+    def initial_variables(self) -> dict[str, Any]:
+        """The wrapped module's ``params`` (and its state as ``batch_stats``) as nested dicts."""
         variables = {"params": nested_arrays(self._params)}
-        if self._state is not None:
+        if self.has_stats:
             variables["batch_stats"] = nested_arrays(self._state)
         return variables
 
@@ -120,13 +109,8 @@ class EquinoxModel:
         eqx = _equinox()
         params = fill_from_nested(self._params, variables["params"], what="params")
         state = None
-        if self._state is not None:
-            if "batch_stats" not in variables:
-                raise ValueError(
-                    f"{self.name} is stateful; pass variables with 'batch_stats' "
-                    "(as init returns them)."
-                )
-            state = fill_from_nested(self._state, variables["batch_stats"], what="batch_stats")
+        if self.has_stats:
+            state = fill_from_nested(self._state, self.stats_of(variables), what="batch_stats")
         return eqx.combine(params, self._static), state
 
     def apply(
@@ -170,10 +154,4 @@ class EquinoxModel:
                 in_axes=(0, None, key_axis),
                 out_axes=(0, None),
             )(x, state, keys)
-        names = mutable_names(mutable)
-        if not names:
-            return out
-        updates = {}
-        if "batch_stats" in names and new_state is not None:
-            updates["batch_stats"] = nested_arrays(new_state)
-        return out, updates
+        return self.linen_result(out, mutable, lambda: nested_arrays(new_state))

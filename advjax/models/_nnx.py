@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from advjax.models._pytree_dict import fill_from_nested, mutable_names, nested_arrays
+from advjax.models._pytree_dict import fill_from_nested, nested_arrays
+from advjax.models._wrapped import WrappedModel
 
 
 def _reseeded(rng_state, key: jax.Array):
@@ -24,7 +25,7 @@ def _reseeded(rng_state, key: jax.Array):
     return jax.tree.unflatten(treedef, fresh)
 
 
-class NNXModel:
+class NNXModel(WrappedModel):
     """A Flax NNX module seen through Flax linen's ``init`` / ``apply`` contract.
 
     Training (:class:`advjax.train.TrainState`, every objective, :func:`advjax.train.fit`),
@@ -78,27 +79,14 @@ class NNXModel:
         self._graphdef, self._params, self._stats, self._rngs, self._rest = nnx.split(
             module, nnx.Param, nnx.BatchStat, nnx.RngState, ...
         )
-        self._has_stats = bool(jax.tree.leaves(self._stats))
+        self.has_stats = bool(jax.tree.leaves(self._stats))
         self._has_rngs = bool(jax.tree.leaves(self._rngs))
         self.name = type(module).__name__
 
-    def __repr__(self) -> str:
-        return f"NNXModel({self.name})"
-
-    def init(self, key: jax.Array, x: jax.Array, train: bool = False) -> dict[str, Any]:
-        """The wrapped module's variables (``key``, ``x`` and ``train`` are not used).
-
-        Args:
-          key: unused (NNX modules are initialised when constructed).
-          x: unused example input.
-          train: unused.
-
-        Returns:
-          ``{"params": ..., "batch_stats": ...}`` as nested dicts of arrays.
-        """
-        del key, x, train
+    def initial_variables(self) -> dict[str, Any]:
+        """The wrapped module's ``params`` (and ``batch_stats``) as nested dicts."""
         variables = {"params": nested_arrays(self._params, drop_last_value=True)}
-        if self._has_stats:
+        if self.has_stats:
             variables["batch_stats"] = nested_arrays(self._stats, drop_last_value=True)
         return variables
 
@@ -120,14 +108,9 @@ class NNXModel:
             self._params, variables["params"], drop_last_value=True, what="params"
         )
         stats = self._stats
-        if self._has_stats:
-            if "batch_stats" not in variables:
-                raise ValueError(
-                    f"{self.name} has BatchNorm statistics; pass variables with 'batch_stats' "
-                    "(as init returns them)."
-                )
+        if self.has_stats:
             stats = fill_from_nested(
-                self._stats, variables["batch_stats"], drop_last_value=True, what="batch_stats"
+                self._stats, self.stats_of(variables), drop_last_value=True, what="batch_stats"
             )
         return nnx.merge(self._graphdef, params, stats, rngs, self._rest)
 
@@ -171,12 +154,8 @@ class NNXModel:
         else:
             module.eval()
         out = module(x)
-        names = mutable_names(mutable)
-        if not names:
-            return out
-        updates = {}
-        if "batch_stats" in names and self._has_stats:
-            updates["batch_stats"] = nested_arrays(
-                nnx.state(module, nnx.BatchStat), drop_last_value=True
-            )
-        return out, updates
+        return self.linen_result(
+            out,
+            mutable,
+            lambda: nested_arrays(nnx.state(module, nnx.BatchStat), drop_last_value=True),
+        )

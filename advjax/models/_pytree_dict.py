@@ -8,7 +8,6 @@ functions give their arrays the same form, so one code path serves all three.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -105,17 +104,3 @@ def fill_from_nested(
             "another model (build the variables with this model's init)."
         )
     return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-def mutable_names(mutable: bool | str | Sequence[str]) -> tuple[str, ...]:
-    """The collections a linen-style ``apply(..., mutable=...)`` asks back, as a tuple.
-
-    Example:
-      >>> mutable_names(True), mutable_names(False), mutable_names(["batch_stats"])
-      (('batch_stats',), (), ('batch_stats',))
-    """
-    if mutable is True:
-        return ("batch_stats",)
-    if not mutable:
-        return ()
-    return (mutable,) if isinstance(mutable, str) else tuple(mutable)

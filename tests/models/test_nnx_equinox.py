@@ -229,8 +229,10 @@ def test_train_mode_updates_statistics_and_draws_dropout_from_the_key(name):
     )
     assert max(jax.tree.leaves(moved)) > 0  # running statistics moved
     logits_fn = models.eval_logits_fn(model, variables)
-    np.testing.assert_array_equal(logits_fn(x), logits_fn(x))  # eval mode: no dropout
+    # eval mode: running averages and no dropout, so an example's logits do not depend on
+    # the rest of the batch (batch statistics or a batch-shaped dropout mask would)
     np.testing.assert_allclose(logits_fn(x[:3]), logits_fn(x)[:3], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits_fn(x)[:3], first[:3], atol=1e-3)  # train mode differs
 
 
 @pytest.mark.parametrize("name", ["nnx", "equinox"])
@@ -293,7 +295,6 @@ def test_wrappers_refuse_other_modules_and_foreign_variables():
     with pytest.raises(TypeError, match="EquinoxModel wraps an equinox.Module"):
         models.EquinoxModel(NNXNet(nnx.Rngs(0)))
     model = models.NNXModel(NNXNet(nnx.Rngs(0)))
-    linen_vars = models.init_model(LinenNet(), jax.random.key(0), SHAPE)
     other = models.EquinoxModel(EquinoxNet(jax.random.key(0)))
     with pytest.raises(ValueError, match="made for another model"):
         model.apply(models.init_model(other, jax.random.key(0), SHAPE), jnp.zeros((1, *SHAPE)))
@@ -305,4 +306,8 @@ def test_wrappers_refuse_other_modules_and_foreign_variables():
             jnp.zeros((2, *SHAPE)),
             train=True,
         )
-    assert linen_vars  # the linen model itself needs no wrapper
+    with pytest.raises(ValueError, match="pass variables with 'batch_stats'"):
+        stateful_models()["equinox"].apply(
+            {"params": models.init_model(stateful_models()["equinox"], None, SHAPE)["params"]},
+            jnp.zeros((2, *SHAPE)),
+        )
