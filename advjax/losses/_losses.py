@@ -91,6 +91,13 @@ def as_labels(target: jax.Array) -> jax.Array:
 def ce(logits: jax.Array, target: jax.Array) -> jax.Array:
     """Cross-entropy between ``softmax(logits)`` and hard or soft targets.
 
+    For integer labels it is computed as ``softplus(logsumexp_{k != y} z_k - z_y)``,
+    the same value as ``-log softmax(z)_y``, so that value and gradient stay
+    accurate when the softmax saturates: there ``1 - p_y`` is below float32's
+    resolution, autodiff of ``log_softmax`` rounds the true class's gradient
+    component to a multiple of ``6e-8``, and a gradient attack on a confidently
+    classified point would step along rounding noise.
+
     Args:
       logits: ``[B, K]`` unnormalised scores.
       target: integer labels ``[B]`` or probabilities ``[B, K]``.
@@ -108,8 +115,18 @@ def ce(logits: jax.Array, target: jax.Array) -> jax.Array:
       0.127
     """
     require_classes(logits, 2, "ce")
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    logits = logits.astype(jnp.float32)
+    if target.ndim == 1:
+        return _hard_label_ce(logits, target)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.sum(as_probabilities(target, logits.shape[-1]) * log_probs, axis=-1)
+
+
+def _hard_label_ce(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    is_label = jax.nn.one_hot(labels, logits.shape[-1], dtype=bool)
+    label_logit = jnp.sum(jnp.where(is_label, logits, 0.0), axis=-1)
+    others = jax.nn.logsumexp(jnp.where(is_label, -jnp.inf, logits), axis=-1)
+    return jax.nn.softplus(others - label_logit)
 
 
 def cw_margin(logits: jax.Array, target: jax.Array, confidence: float | None = None) -> jax.Array:
