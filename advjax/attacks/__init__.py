@@ -24,6 +24,7 @@ from advjax.attacks._core import (
 from advjax.attacks._cw import cw_l2
 from advjax.attacks._ddn import ddn
 from advjax.attacks._deepfool import deepfool
+from advjax.attacks._ead import ead
 from advjax.attacks._fab import fab
 from advjax.attacks._fgsm import fgm, fgsm
 from advjax.attacks._guard import REJECTION_REASONS, Constraints, finite_gradient, guarded, verify
@@ -78,6 +79,7 @@ __all__ = [
     "cw_l2",
     "ddn",
     "deepfool",
+    "ead",
     "early_stop",
     "eot",
     "eot_logits",

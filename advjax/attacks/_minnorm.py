@@ -1,4 +1,4 @@
-"""Shared pieces of the minimum-norm attacks (DeepFool, FAB, C&W, DDN)."""
+"""Shared pieces of the minimum-norm attacks (DeepFool, FAB, C&W, EAD, DDN)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from advjax.attacks._core import _select, project_to_threat
 from advjax.attacks._threat import ThreatModel
+from advjax.losses import cw_margin
 
 
 def within_budget(threat: ThreatModel, x, x_adv, eps, clip_min, clip_max):
@@ -56,3 +57,85 @@ def class_jacobian(logits_fn, x):
 
 def keep_smaller(better, new, old):
     return _select(better, new, old)
+
+
+def margin_hinge(logits, labels, confidence: float, targeted: bool):
+    """C&W's objective f6 ``max(z_y - max_{j != y} z_j + kappa, 0)`` (targeted: reversed).
+
+    Zero once the example is misclassified by at least ``kappa`` (towards the
+    target when ``targeted``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._minnorm import margin_hinge
+      >>> margin_hinge(jnp.array([[2.0, 0.5], [0.0, 1.0]]), jnp.array([0, 0]), 0.0, False).tolist()
+      [1.5, 0.0]
+    """
+    m = cw_margin(logits, labels)  # max_other - z_y
+    return jnp.maximum((m if targeted else -m) + confidence, 0.0)
+
+
+def margin_success(logits, labels, confidence: float, targeted: bool):
+    """Misclassified (or on the target) with a margin of at least ``kappa``, as in C&W.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._minnorm import margin_success
+      >>> margin_success(jnp.array([[2.0, 0.5], [0.0, 1.0]]), jnp.array([0, 0]), 0.5,
+      ...                False).tolist()
+      [False, True]
+    """
+    pred = jnp.argmax(logits, -1)
+    m = cw_margin(logits, labels)
+    ok = (-m >= confidence) if targeted else (m >= confidence)
+    return ok & ((pred == labels) if targeted else (pred != labels))
+
+
+def bisect_constant(succeeded, const, lower, upper):
+    """C&W's search over the constant ``c``: x10 until a success, then bisection.
+
+    Args:
+      succeeded: ``[B]`` whether the round with ``const`` found an adversarial point.
+      const: ``[B]`` this round's constant.
+      lower: ``[B]`` the largest constant known to fail.
+      upper: ``[B]`` the smallest constant known to succeed (``1e10``: none yet).
+
+    Returns:
+      ``(const, lower, upper)`` for the next round.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._minnorm import bisect_constant
+      >>> c, lo, up = bisect_constant(jnp.array([True, False]), jnp.array([1.0, 1.0]),
+      ...                             jnp.zeros(2), jnp.full(2, 1e10))
+      >>> c.tolist(), up.tolist()
+      ([0.5, 10.0], [1.0, 10000000000.0])
+    """
+    upper = jnp.where(succeeded, jnp.minimum(upper, const), upper)
+    lower = jnp.where(succeeded, lower, jnp.maximum(lower, const))
+    const = jnp.where(upper < 1e9, (lower + upper) / 2, const * 10)
+    return const, lower, upper
+
+
+def abort_early_check(check, loss, previous_loss, stalled):
+    """C&W's abort-early rule, per example: at a check, stop where the loss fell by < 0.01%.
+
+    Args:
+      check: whether this iteration is a check (every tenth of the steps).
+      loss: ``[B]`` the loss now.
+      previous_loss: ``[B]`` the loss at the last check (``inf`` before the first).
+      stalled: ``[B]`` examples already stopped.
+
+    Returns:
+      ``(stalled, previous_loss)`` after this iteration.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._minnorm import abort_early_check
+      >>> stalled, prev = abort_early_check(True, jnp.array([1.0, 0.5]), jnp.array([1.0, 1.0]),
+      ...                                   jnp.array([False, False]))
+      >>> stalled.tolist(), prev.tolist()
+      ([True, False], [1.0, 0.5])
+    """
+    stop = check & (loss > previous_loss * 0.9999)
+    return stalled | stop, jnp.where(check, loss, previous_loss)

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jax
@@ -76,6 +76,7 @@ class Row:
     budgets: tuple = ()
     n: int | None = None  # cap on images for costly rows
     evaluation: bool = False
+    deterministic: bool = False  # one run, whatever ``--seeds`` says
     extra: dict = field(default_factory=dict)
 
 
@@ -92,7 +93,7 @@ def torchattacks_run(make: Callable, ctx, batch: int = 250) -> np.ndarray:
     """Runs ``make(model)`` (a torchattacks attack) over ``ctx.x`` in batches; NHWC out."""
     import torch
 
-    torch.manual_seed(0)
+    torch.manual_seed(ctx.seed)
     model = ctx.torch_model
     attack = make(model)
     out = []
@@ -131,7 +132,7 @@ def ours_run(attack, ctx, batch: int = 250):
     sharded = parallel.sharded_attack(attack, mesh)
     outs, queries = [], []
     for b, i in enumerate(range(0, len(ctx.x), batch)):
-        key = jax.random.fold_in(jax.random.key(0), b)
+        key = jax.random.fold_in(jax.random.key(ctx.seed), b)
         result = sharded(ctx.logits_fn, ctx.x[i : i + batch], ctx.y[i : i + batch], key=key)
         if isinstance(result, tuple):
             result, used = result
@@ -143,7 +144,13 @@ def ours_run(attack, ctx, batch: int = 250):
 
 def autoattack_run(norm: str, eps: float, ctx) -> np.ndarray:
     result = evaluation.autoattack(
-        ctx.logits_fn, ctx.x, ctx.y, eps=eps, key=jax.random.key(0), norm=norm, diagnostics=False
+        ctx.logits_fn,
+        ctx.x,
+        ctx.y,
+        eps=eps,
+        key=jax.random.key(ctx.seed),
+        norm=norm,
+        diagnostics=False,
     )
     return np.asarray(result.x_adv)
 
@@ -170,43 +177,59 @@ def judge(ctx, x_adv, norm: str, eps=None) -> np.ndarray:
     return (predicted != ctx.y) & valid
 
 
-def _timed(fn):
+def _timed(fn, *args):
     started = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - started
 
 
-def _budget_rows(row: Row, ctx, budgets) -> list[dict]:
-    results = []
-    for eps in budgets:
-        run_ours = (
-            (lambda: row.ours(eps)(ctx))
-            if row.evaluation
-            else (lambda: ours_run(row.ours(eps), ctx))
-        )
-        ours, ours_s = _timed(run_ours)
-        ref, ref_s = _timed(lambda: row.reference(ctx, eps))
+def _run_ours(row: Row, ctx, *args) -> np.ndarray:
+    attack = row.ours(*args)
+    out = attack(ctx) if row.evaluation else ours_run(attack, ctx)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _compare(row: Row, ctx, eps, *args) -> dict:
+    """Robust accuracy of ours and of the reference at budget ``eps``, mean over seeds."""
+    ours_acc, ref_acc, ref_only, ours_only, ours_s, ref_s = [], [], [], [], 0.0, 0.0
+    seeds = 1 if row.deterministic else ctx.seeds
+    for seed in range(seeds):
+        seeded = replace(ctx, seed=seed)
+        ours, seconds = _timed(_run_ours, row, seeded, eps, *args)
+        ours_s += seconds
+        ref, seconds = _timed(row.reference, seeded, eps, *args)
+        ref_s += seconds
         ours_broken, ref_broken = judge(ctx, ours, row.norm, eps), judge(ctx, ref, row.norm, eps)
-        results.append(
-            {
-                "budget": eps,
-                "ours": 100 * float(1 - ours_broken.mean()),
-                "reference": 100 * float(1 - ref_broken.mean()),
-                "broken_by_reference_only": int((ref_broken & ~ours_broken).sum()),
-                "broken_by_ours_only": int((ours_broken & ~ref_broken).sum()),
-                "ours_seconds": ours_s,
-                "reference_seconds": ref_s,
-            }
-        )
-    return results
+        ours_acc.append(100 * float(1 - ours_broken.mean()))
+        ref_acc.append(100 * float(1 - ref_broken.mean()))
+        ref_only.append(int((ref_broken & ~ours_broken).sum()))
+        ours_only.append(int((ours_broken & ~ref_broken).sum()))
+    return {
+        "budget": eps,
+        "ours": float(np.mean(ours_acc)),
+        "reference": float(np.mean(ref_acc)),
+        "ours_per_seed": ours_acc,
+        "reference_per_seed": ref_acc,
+        "broken_by_reference_only": ref_only,
+        "broken_by_ours_only": ours_only,
+        "ours_seconds": ours_s / seeds,
+        "reference_seconds": ref_s / seeds,
+    }
+
+
+def _budget_rows(row: Row, ctx, budgets) -> list[dict]:
+    return [_compare(row, ctx, eps) for eps in budgets]
+
+
+def _black_box_rows(row: Row, ctx) -> list[dict]:
+    eps = row.extra["eps"]
+    return [dict(_compare(row, ctx, eps, queries), queries=queries) for queries in row.budgets]
 
 
 def _min_norm_rows(row: Row, ctx) -> list[dict]:
     correct = np.asarray(ctx.predict(ctx.x)) == ctx.y
-    ours, ours_s = _timed(lambda: ours_run(row.ours(None), ctx))
-    if isinstance(ours, tuple):
-        ours = ours[0]
-    ref, ref_s = _timed(lambda: row.reference(ctx, None))
+    ours, ours_s = _timed(_run_ours, row, ctx, None)
+    ref, ref_s = _timed(row.reference, ctx, None)
     out = {"ours_seconds": ours_s, "reference_seconds": ref_s}
     for who, x_adv in (("ours", ours), ("reference", ref)):
         broken = judge(ctx, x_adv, row.norm) & correct
@@ -214,30 +237,6 @@ def _min_norm_rows(row: Row, ctx) -> list[dict]:
         out[f"{who}_success"] = 100 * float(broken.sum() / max(correct.sum(), 1))
         out[f"{who}_median_norm"] = float(np.median(size)) if size.size else float("nan")
     return [out]
-
-
-def _black_box_rows(row: Row, ctx) -> list[dict]:
-    results = []
-    eps = row.extra["eps"]
-    for queries in row.budgets:
-        ours, ours_s = _timed(lambda: ours_run(row.ours(eps, queries), ctx))
-        if isinstance(ours, tuple):
-            ours = ours[0]
-        ref, ref_s = _timed(lambda: row.reference(ctx, eps, queries))
-        ours_broken, ref_broken = judge(ctx, ours, row.norm, eps), judge(ctx, ref, row.norm, eps)
-        results.append(
-            {
-                "budget": eps,
-                "queries": queries,
-                "ours": 100 * float(1 - ours_broken.mean()),
-                "reference": 100 * float(1 - ref_broken.mean()),
-                "broken_by_reference_only": int((ref_broken & ~ours_broken).sum()),
-                "broken_by_ours_only": int((ours_broken & ~ref_broken).sum()),
-                "ours_seconds": ours_s,
-                "reference_seconds": ref_s,
-            }
-        )
-    return results
 
 
 # ---------------------------------------------------------------- the table
@@ -312,6 +311,7 @@ def rows_for(norm: str) -> list[Row]:
             ),
             "torchattacks FGSM" if norm == "linf" else "foolbox L2FastGradientAttack",
             b,
+            deterministic=True,
         ),
         Row(
             "pgd-40",
@@ -333,7 +333,8 @@ def rows_for(norm: str) -> list[Row]:
             norm,
             lambda eps: attacks.apgd(eps, norm=norm, steps=100),
             lambda ctx, eps: torchattacks_run(
-                lambda m: _ta().APGD(m, norm=ta_norm, eps=eps, steps=100, loss="ce", seed=0), ctx
+                lambda m: _ta().APGD(m, norm=ta_norm, eps=eps, steps=100, loss="ce", seed=ctx.seed),
+                ctx,
             ),
             "torchattacks APGD (CE, 100 steps)",
             b,
@@ -344,7 +345,9 @@ def rows_for(norm: str) -> list[Row]:
             norm,
             lambda eps: attacks.apgd_t(eps, norm=norm, steps=100),
             lambda ctx, eps: torchattacks_run(
-                lambda m: _ta().APGDT(m, norm=ta_norm, eps=eps, steps=100, n_classes=10, seed=0),
+                lambda m: _ta().APGDT(
+                    m, norm=ta_norm, eps=eps, steps=100, n_classes=10, seed=ctx.seed
+                ),
                 ctx,
             ),
             "torchattacks APGDT (DLR, 9 targets, 100 steps)",
@@ -357,7 +360,13 @@ def rows_for(norm: str) -> list[Row]:
             lambda eps: attacks.fab(eps, norm=norm, steps=100, num_targets=9),
             lambda ctx, eps: torchattacks_run(
                 lambda m: _ta().FAB(
-                    m, norm=ta_norm, eps=eps, steps=100, multi_targeted=True, n_classes=10, seed=0
+                    m,
+                    norm=ta_norm,
+                    eps=eps,
+                    steps=100,
+                    multi_targeted=True,
+                    n_classes=10,
+                    seed=ctx.seed,
                 ),
                 ctx,
             ),
@@ -370,7 +379,7 @@ def rows_for(norm: str) -> list[Row]:
             norm,
             lambda eps: attacks.square(eps, norm=norm, queries=5000),
             lambda ctx, eps: torchattacks_run(
-                lambda m: _ta().Square(m, norm=ta_norm, eps=eps, n_queries=5000, seed=0), ctx
+                lambda m: _ta().Square(m, norm=ta_norm, eps=eps, n_queries=5000, seed=ctx.seed), ctx
             ),
             "torchattacks Square (5,000 queries, p_init 0.8)",
             b,
@@ -382,7 +391,7 @@ def rows_for(norm: str) -> list[Row]:
             lambda eps: lambda ctx: autoattack_run(norm, eps, ctx),
             lambda ctx, eps: torchattacks_run(
                 lambda m: _ta().AutoAttack(
-                    m, norm=ta_norm, eps=eps, version="standard", n_classes=10, seed=0
+                    m, norm=ta_norm, eps=eps, version="standard", n_classes=10, seed=ctx.seed
                 ),
                 ctx,
             ),
@@ -457,7 +466,8 @@ def min_norm_rows(cw_steps: int) -> list[Row]:
             "l2",
             lambda _: attacks.fab(norm="l2", steps=100, num_targets=None),
             lambda ctx, _: torchattacks_run(
-                lambda m: _ta().FAB(m, norm="L2", eps=1e3, steps=100, n_classes=10, seed=0), ctx
+                lambda m: _ta().FAB(m, norm="L2", eps=1e3, steps=100, n_classes=10, seed=ctx.seed),
+                ctx,
             ),
             "torchattacks FAB (untargeted, 100 steps, eps 1e3)",
         ),
@@ -481,7 +491,7 @@ def black_box_rows() -> list[Row]:
             "linf",
             lambda eps, q: attacks.square(eps, queries=q),
             lambda ctx, eps, q: torchattacks_run(
-                lambda m: _ta().Square(m, norm="Linf", eps=eps, n_queries=q, seed=0), ctx
+                lambda m: _ta().Square(m, norm="Linf", eps=eps, n_queries=q, seed=ctx.seed), ctx
             ),
             "torchattacks Square (Linf, p_init 0.8)",
             budgets=(100, 1000, 5000),
@@ -493,7 +503,7 @@ def black_box_rows() -> list[Row]:
             "l2",
             lambda eps, q: attacks.square(eps, norm="l2", queries=q),
             lambda ctx, eps, q: torchattacks_run(
-                lambda m: _ta().Square(m, norm="L2", eps=eps, n_queries=q, seed=0), ctx
+                lambda m: _ta().Square(m, norm="L2", eps=eps, n_queries=q, seed=ctx.seed), ctx
             ),
             "torchattacks Square (L2, p_init 0.8)",
             budgets=(100, 1000, 5000),
@@ -511,6 +521,8 @@ class Context:
     torch_model: object
     x: np.ndarray
     y: np.ndarray
+    seeds: int = 1  # runs per randomized comparison, each with its own seed
+    seed: int = 0
 
     def predict(self, x):
         outs = [
@@ -522,7 +534,7 @@ class Context:
         self._logits = jax.jit(self.logits_fn)
 
     def head(self, n: int) -> Context:
-        return Context(self.logits_fn, self.torch_model, self.x[:n], self.y[:n])
+        return replace(self, x=self.x[:n], y=self.y[:n])
 
 
 def _train_missing(runs_dir: Path, name: str, data_dir: Path) -> Path:
@@ -552,7 +564,8 @@ def _print(model: str, row: Row, result: dict) -> None:
         f"{head} {budget:<9} ours {result['ours']:6.2f}% ({result['ours_seconds']:6.1f} s) | "
         f"ref {result['reference']:6.2f}% ({result['reference_seconds']:6.1f} s) | "
         f"diff {result['ours'] - result['reference']:+.2f}  ref-only "
-        f"{result['broken_by_reference_only']} ours-only {result['broken_by_ours_only']}  "
+        f"{sum(result['broken_by_reference_only'])} ours-only "
+        f"{sum(result['broken_by_ours_only'])}  "
         f"[{row.reference_name}]",
         flush=True,
     )
@@ -576,6 +589,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--norms", default="linf,l2,l1", help="norms of the budget rows")
     parser.add_argument("--budgets", default="", help="only these budgets (comma-separated)")
     parser.add_argument("--cw-steps", type=int, default=1000)
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="seeds per comparison (means are printed)"
+    )
     parser.add_argument("--tiny", action="store_true", help="untrained weights, 8 images")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--cpu-devices", type=int, default=None)
@@ -608,7 +624,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{n} official MNIST test images, {jax.device_count()} XLA device(s)", flush=True)
     results = []
     for model_name, (logits_fn, variables) in chosen.items():
-        ctx = Context(logits_fn, torch_fast_mnist(variables).eval(), x, y)
+        ctx = Context(logits_fn, torch_fast_mnist(variables).eval(), x, y, args.seeds)
         for parameter in ctx.torch_model.parameters():
             parameter.requires_grad_(False)
         for row in rows:

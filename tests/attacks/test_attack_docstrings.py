@@ -17,6 +17,7 @@ MODULES = [
     "_cw",
     "_ddn",
     "_deepfool",
+    "_ead",
     "_fab",
     "_fgsm",
     "_guard",
@@ -31,8 +32,8 @@ MODULES = [
 ]
 
 ATTACKS = [
-    "apgd", "apgd_t", "bim", "cw_l2", "ddn", "deepfool", "fab", "fgsm", "hopskipjump", "jsma",
-    "mifgsm", "one_pixel", "pgd", "square", "universal_perturbation",
+    "apgd", "apgd_t", "bim", "cw_l2", "ddn", "deepfool", "ead", "fab", "fgsm", "hopskipjump",
+    "jsma", "mifgsm", "one_pixel", "pgd", "square", "universal_perturbation",
 ]  # fmt: skip
 
 

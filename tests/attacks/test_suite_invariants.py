@@ -37,6 +37,7 @@ BOUNDED = {
     "square": (A.square(0.1, queries=15), "linf", 0.1),
     "square_l2": (A.square(0.5, norm="l2", queries=15), "l2", 0.5),
     "cw_eps": (A.cw_l2(0.5, steps=5, binary_search_steps=2), "l2", 0.5),
+    "ead_eps": (A.ead(2.0, steps=5, binary_search_steps=2), "l1", 2.0),
     "ddn_eps": (A.ddn(0.5, steps=5), "l2", 0.5),
     "hsj_eps": (A.hopskipjump(0.5, iterations=2, grad_samples=4, init_samples=8), "l2", 0.5),
     "one_pixel": (A.one_pixel(2, population=6, generations=3), "pixels", 2),
@@ -48,6 +49,7 @@ UNBOUNDED = {
     "deepfool_linf": A.deepfool(norm="linf", steps=5),
     "fab_l2": A.fab(norm="l2", steps=5, num_targets=None),
     "cw": A.cw_l2(steps=5, binary_search_steps=2),
+    "ead": A.ead(steps=5, binary_search_steps=2),
     "ddn": A.ddn(steps=5),
     "jsma": A.jsma(gamma=0.25),
 }
