@@ -433,6 +433,20 @@ def min_norm_rows(cw_steps: int) -> list[Row]:
             n=100,
         ),
         Row(
+            "ead",
+            "min_norm",
+            "l1",
+            lambda _: attacks.ead(steps=cw_steps, binary_search_steps=9, beta=1e-3),
+            lambda ctx, _: foolbox_run(
+                fb().attacks.EADAttack(
+                    binary_search_steps=9, steps=cw_steps, regularization=1e-3, decision_rule="EN"
+                ),
+                ctx,
+            ),
+            f"foolbox EADAttack (9 x {cw_steps} steps, beta 1e-3, EN rule)",
+            n=100,
+        ),
+        Row(
             "ddn",
             "min_norm",
             "l2",

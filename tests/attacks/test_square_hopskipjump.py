@@ -75,3 +75,18 @@ def test_hopskipjump_probes_grow_as_sqrt_of_the_iteration():
     assert list(np.asarray(queries)) == [1 + 5 + 3 + probes + 4 * (2 + 3)] * 2
     out = attack(logits_fn, x, y, key=KEY)
     assert bool(jnp.all(jnp.argmax(logits_fn(out), -1) == 1))
+
+
+def test_square_windows_start_where_the_authors_code_starts_them():
+    # top-left corners uniform over [0, H - s) x [0, W - s) (at least 0), as random_int(0, h - s)
+    from advjax.attacks._square import sample_window
+
+    rows, cols = jnp.arange(9)[None, :, None, None], jnp.arange(7)[None, None, :, None]
+    for side, top_range, left_range in ((3, 6, 4), (7, 2, 1), (9, 1, 1)):
+        keys = jax.random.split(jax.random.key(side), 2)
+        r, c, inside = sample_window(keys[0], keys[1], side, rows, cols, batch=4000)
+        tops = np.asarray(-r[:, 0, 0, 0])
+        lefts = np.asarray(-c[:, 0, 0, 0])
+        assert set(tops.tolist()) == set(range(top_range))
+        assert set(lefts.tolist()) == set(range(left_range))
+        assert np.all(np.asarray(inside).sum((1, 2, 3)) == min(side, 9) * min(side, 7))
