@@ -97,6 +97,9 @@ def l2_hyperplane_step(w, c, low, high):
 #: :func:`~advjax.attacks._threat.per_norm`).
 FAB_STEPS = {linf: linf_hyperplane_step, l2: l2_hyperplane_step}
 
+#: The authors' default budgets (fab_base.py), used for the restarts' radius in minimum-norm runs.
+FAB_DEFAULT_EPS = {linf: 0.3, l2: 1.0}
+
 
 def hyperplane_box_step(w, c, low, high, threat: ThreatModel):
     """Minimal-norm ``delta`` with ``w . delta = c`` inside the box, in ``threat``'s norm.
@@ -268,6 +271,37 @@ def closest_boundary(logits, jac, labels, threat: ThreatModel):
     return g, w
 
 
+def fab_random_start(key, x0, radius, threat: ThreatModel, clip_min, clip_max):
+    """A restart's start: ``x0`` plus a random direction of norm ``radius``, clipped to the box.
+
+    The direction is a draw of ``threat.random_init`` scaled to unit norm (for
+    Linf a uniform vector divided by its largest entry, as in the authors' code).
+
+    Args:
+      key: the draw's key.
+      x0: ``[B, D]`` the (flattened) clean inputs.
+      radius: ``[B]`` the distance of the start in the threat model's norm.
+      threat: the threat model.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      ``[B, D]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks import linf
+      >>> from advjax.attacks._fab import fab_random_start
+      >>> x0 = jnp.full((2, 4), 0.5)
+      >>> start = fab_random_start(jax.random.key(0), x0, jnp.array([0.1, 0.2]), linf, 0, 1)
+      >>> [round(v, 4) for v in jnp.abs(start - x0).max(-1).tolist()]
+      [0.1, 0.2]
+    """
+    direction = threat.random_init(key, x0.shape, 1.0)
+    direction = direction / jnp.maximum(threat.norm(direction), 1e-12)[:, None]
+    return jnp.clip(x0 + radius[:, None] * direction, clip_min, clip_max)
+
+
 def fab(
     eps=None,
     *,
@@ -277,6 +311,7 @@ def fab(
     alpha_max: float = 0.1,
     eta: float = 1.05,
     beta: float = 0.9,
+    restarts: int = 1,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
 ) -> Attack:
@@ -295,7 +330,13 @@ def fab(
     the top classes of the clean logits, run one after the other in a
     ``lax.scan``; ``None`` is the untargeted FAB (closest linearised boundary
     each step). Paper / AutoAttack defaults: 100 steps, ``alpha_max = 0.1``,
-    ``eta = 1.05``, ``beta = 0.9``, 9 targets, no random restarts.
+    ``eta = 1.05``, ``beta = 0.9``, 9 targets, one run (AutoAttack's standard
+    version; its "plus" version runs 5 restarts of untargeted FAB). Restart
+    ``r > 0`` (per target with FAB-T) starts, as in the authors' code, from a
+    random point at distance ``min(best, eps) / 2`` from ``x`` in the threat
+    model's norm (``best``: the smallest perturbation found so far; ``eps``:
+    the budget, or the authors' default 0.3 Linf / 1.0 L2 for minimum norm),
+    clipped to the box; each example keeps its smallest success over all runs.
 
     Args:
       eps: ``None`` for minimum norm; a budget projects the result into the ball
@@ -307,12 +348,13 @@ def fab(
       alpha_max: the largest weight of the step from the original point.
       eta: the overshoot of the projections.
       beta: the backward step towards the original point after a success.
+      restarts: runs per target; every run after the first starts at random.
       clip_min: lower end of the valid input range.
       clip_max: upper end of the valid input range.
 
     Returns:
-      ``attack(logits_fn, x, y, *, key) -> x_adv`` (the key is unused), ``x`` of
-      any shape ``[B, ...]``.
+      ``attack(logits_fn, x, y, *, key) -> x_adv`` (the key draws the restarts'
+      starts), ``x`` of any shape ``[B, ...]``.
 
     Raises:
       ValueError: a threat model with no FAB step, ``alpha_max``, ``eta`` or
@@ -331,6 +373,7 @@ def fab(
     if eps is not None:
         check_epsilon(eps)
     steps = check_positive_int(steps, "steps")
+    restarts = check_positive_int(restarts, "restarts")
     if num_targets is not None:
         num_targets = check_positive_int(num_targets, "num_targets")
     check_range(clip_min, clip_max)
@@ -341,8 +384,9 @@ def fab(
             f"need 0 < alpha_max <= 1, eta >= 1, 0 < beta <= 1; got {alpha_max}, {eta}, {beta}."
         )
 
+    start_radius = FAB_DEFAULT_EPS.get(threat, 1.0) if eps is None else eps
+
     def attack(logits_fn, x, y, *, key):
-        del key
         labels = as_labels(y)
         batch = x.shape[0]
         flat0 = x.reshape(batch, -1)
@@ -366,7 +410,7 @@ def fab(
             jac = jnp.moveaxis(jac, 0, 1).reshape(batch, classes, -1)
             return closest_boundary(logits, jac, labels, threat)
 
-        def run(best, target):
+        def run_from(best, target, start):
             def cond(state: FABState):
                 more = state.i < steps
                 if eps is None:
@@ -392,24 +436,41 @@ def fab(
                 size = threat.norm(x_next - flat0)
                 return fab_keep_best(state, x_next, success, size, flat0, beta)
 
-            state = FABState(jnp.asarray(0), flat0, *best)
+            state = FABState(jnp.asarray(0), start, *best)
             state = jax.lax.while_loop(cond, body, state)
             return state.best_x, state.best_norm
 
+        def run(best, target, run_key):
+            """One run from ``x`` (``run_key`` None) or from a random start."""
+            if run_key is None:
+                return run_from(best, target, flat0)
+            radius = 0.5 * jnp.minimum(best[1], start_radius)
+            start = fab_random_start(run_key, flat0, radius, threat, clip_min, clip_max)
+            return run_from(best, target, start)
+
+        def runs(best, target, target_key):
+            for r in range(restarts):
+                best = run(best, target, None if r == 0 else jax.random.fold_in(target_key, r))
+            return best
+
         best = (flat0, jnp.where(broken0, 0.0, jnp.full((batch,), jnp.inf)))
         if num_targets is None:
-            best = run(best, None)
+            best = runs(best, None, key)
         else:
             count = min(num_targets, classes - 1)
             targets = top_classes(clean_logits, labels, count)
+            target_keys = jax.random.split(key, count)
 
-            def per_target(best, target):
+            def per_target(best, inputs):
+                target, target_key = inputs
                 if eps is None:
-                    return run(best, target), None
+                    return runs(best, target, target_key), None
                 done = jnp.all(best[1] <= eps)
-                return jax.lax.cond(done, lambda b: b, lambda b: run(b, target), best), None
+                return jax.lax.cond(
+                    done, lambda b: b, lambda b: runs(b, target, target_key), best
+                ), None
 
-            best, _ = jax.lax.scan(per_target, best, targets)
+            best, _ = jax.lax.scan(per_target, best, (targets, target_keys))
         x_adv = best[0].reshape(x.shape)
         return jax.lax.stop_gradient(within_budget(threat, x, x_adv, eps, clip_min, clip_max))
 
