@@ -11,6 +11,73 @@ from advjax.attacks._guard import guarded
 from advjax.attacks._square import _as_nhwc
 from advjax.losses import as_labels
 
+DE_STRATEGIES = ("rand1", "best1")
+
+
+def distinct_partners(key, batch: int, population: int):
+    """Per parent ``i``, three indices ``r1, r2, r3`` distinct from each other and from ``i``.
+
+    Each is uniform over the allowed indices: a draw from the ``P - m`` indices
+    left is mapped past the ``m`` excluded ones in ascending order.
+
+    Args:
+      key: the draw's key.
+      batch: examples ``B``.
+      population: candidates ``P >= 4``.
+
+    Returns:
+      Three ``[B, P]`` int32 arrays.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks._onepixel import distinct_partners
+      >>> r1, r2, r3 = distinct_partners(jax.random.key(0), 2, 5)
+      >>> i = jnp.arange(5)
+      >>> bool(jnp.all((r1 != i) & (r2 != i) & (r3 != i) & (r1 != r2) & (r1 != r3) & (r2 != r3)))
+      True
+    """
+    keys = jax.random.split(key, 3)
+    excluded = jnp.broadcast_to(jnp.arange(population), (batch, population))[..., None]
+    chosen = []
+    for m, k in enumerate(keys):
+        u = jax.random.randint(k, (batch, population), 0, population - 1 - m)
+        for e in jnp.moveaxis(jnp.sort(excluded, -1), -1, 0):
+            u = u + (u >= e)
+        chosen.append(u)
+        excluded = jnp.concatenate([excluded, u[..., None]], -1)
+    return tuple(chosen)
+
+
+def binomial_crossover(key, parents, mutants, rate: float):
+    """DE's binomial crossover: each gene from the mutant with probability ``rate``, one always.
+
+    Args:
+      key: the draw's key.
+      parents: ``[B, P, pixels, genes]``.
+      mutants: same shape.
+      rate: ``CR`` in ``[0, 1]`` (``1`` returns the mutants).
+
+    Returns:
+      The trials, same shape.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks._onepixel import binomial_crossover
+      >>> parents, mutants = jnp.zeros((1, 3, 1, 4)), jnp.ones((1, 3, 1, 4))
+      >>> t = binomial_crossover(jax.random.key(0), parents, mutants, 0.0)
+      >>> t.sum(axis=(2, 3)).tolist()  # exactly one gene from each mutant
+      [[1.0, 1.0, 1.0]]
+    """
+    if rate >= 1.0:
+        return mutants
+    batch, population = parents.shape[:2]
+    genes = parents[0, 0].size
+    take_key, forced_key = jax.random.split(key)
+    take = jax.random.uniform(take_key, (batch, population, genes)) < rate
+    forced = jax.random.randint(forced_key, (batch, population, 1), 0, genes)
+    take = take | (jnp.arange(genes) == forced)
+    return jnp.where(take.reshape(parents.shape), mutants, parents)
+
 
 def one_pixel(
     pixels: int = 1,
@@ -18,6 +85,8 @@ def one_pixel(
     population: int = 400,
     generations: int = 100,
     mutation: float = 0.5,
+    crossover: float = 1.0,
+    strategy: str = "rand1",
     targeted: bool = False,
     return_queries: bool = False,
     clip_min: float = 0.0,
@@ -29,17 +98,25 @@ def one_pixel(
     arXiv:1710.08864.
 
     A candidate sets ``pixels`` pixels (row, column, one value per channel).
-    Differential evolution (DE/rand/1, ``F = mutation``, no crossover, as in the
-    paper) evolves a population per example, minimising the true class's
-    probability (maximising the target's); a child replaces its parent when
-    better. Stops once every example is fooled. Paper defaults: 400 candidates,
-    100 generations, ``F = 0.5``. Query counts are the evaluated candidates.
+    Differential evolution (Storn & Price 1997) evolves a population per
+    example, minimising the true class's probability (maximising the
+    target's): for each parent ``i`` a mutant ``v = x_r1 + F (x_r2 - x_r3)``
+    with ``r1, r2, r3`` distinct and different from ``i`` (``"rand1"``, the
+    paper's; ``"best1"`` uses the example's best candidate as ``x_r1``, as
+    SciPy's default that torchattacks' ``OnePixel`` runs), then binomial
+    crossover with the parent (each gene from the mutant with probability
+    ``crossover``, at least one always; ``1.0``, the paper's setting, takes the
+    whole mutant), and the trial replaces its parent when better. Stops once
+    every example is fooled. Paper defaults: 400 candidates, 100 generations,
+    ``F = 0.5``, no crossover. Query counts are the evaluated candidates.
 
     Args:
       pixels: how many pixels may change (the L0 budget in pixels).
       population: candidates per example.
       generations: DE generations.
       mutation: the DE scale ``F``.
+      crossover: the binomial crossover probability ``CR`` in ``[0, 1]``.
+      strategy: ``"rand1"`` or ``"best1"`` (the mutant's base vector).
       targeted: ``y`` holds targets.
       return_queries: also return the queries spent per example ``[B]``.
       clip_min: lower end of the valid input range.
@@ -49,8 +126,8 @@ def one_pixel(
       ``attack(logits_fn, x, y, *, key) -> x_adv`` (or ``(x_adv, queries)``).
 
     Raises:
-      ValueError: ``population < 4``, a bad count, ``mutation`` outside ``(0, 2]``, or
-        an empty range.
+      ValueError: ``population < 4``, a bad count, ``mutation`` outside ``(0, 2]``,
+        ``crossover`` outside ``[0, 1]``, an unknown strategy, or an empty range.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -69,6 +146,10 @@ def one_pixel(
     check_range(clip_min, clip_max)
     if not 0 < mutation <= 2:
         raise ValueError(f"mutation must be in (0, 2], got {mutation}.")
+    if not 0 <= crossover <= 1:
+        raise ValueError(f"crossover must be in [0, 1], got {crossover}.")
+    if strategy not in DE_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose 'rand1' or 'best1'.")
 
     def attack(logits_fn, x, y, *, key):
         labels = as_labels(y)
@@ -116,9 +197,16 @@ def one_pixel(
         def body(state):
             g, pop, score, success, done, queries = state
             k = jax.random.fold_in(loop_key, g)
-            idx = jax.random.randint(k, (3, batch, population), 0, population)
-            pick = lambda i: jnp.take_along_axis(pop, idx[i][..., None, None], 1)  # noqa: E731
-            child = jnp.clip(pick(0) + mutation * (pick(1) - pick(2)), low, high)
+            index_key, cross_key = jax.random.split(k)
+            r1, r2, r3 = distinct_partners(index_key, batch, population)
+            pick = lambda i: jnp.take_along_axis(pop, i[..., None, None], 1)  # noqa: E731
+            base = pick(r1)
+            if strategy == "best1":
+                base = jnp.broadcast_to(
+                    pop[jnp.arange(batch), jnp.argmin(score, -1)][:, None], pop.shape
+                )
+            mutant = base + mutation * (pick(r2) - pick(r3))
+            child = jnp.clip(binomial_crossover(cross_key, pop, mutant, crossover), low, high)
             child_score, child_success = fitness(child)
             better = (child_score < score) & ~done[:, None]
             pop = jnp.where(better[..., None, None], child, pop)
