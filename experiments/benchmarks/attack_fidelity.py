@@ -227,12 +227,21 @@ def _black_box_rows(row: Row, ctx) -> list[dict]:
 
 
 def _min_norm_rows(row: Row, ctx) -> list[dict]:
+    """Success rate on the correct points and median norm of the successes.
+
+    A targeted row (``extra["targets"]``: JSMA) gives ours the targets
+    ``(y + 1) mod 10`` (the reference's default) and counts reaching them.
+    """
     correct = np.asarray(ctx.predict(ctx.x)) == ctx.y
-    ours, ours_s = _timed(_run_ours, row, ctx, None)
+    targets = (ctx.y + 1) % 10 if row.extra.get("targets") else None
+    ours_ctx = ctx if targets is None else replace(ctx, y=targets)
+    ours, ours_s = _timed(_run_ours, row, ours_ctx, None)
     ref, ref_s = _timed(row.reference, ctx, None)
     out = {"ours_seconds": ours_s, "reference_seconds": ref_s}
     for who, x_adv in (("ours", ours), ("reference", ref)):
         broken = judge(ctx, x_adv, row.norm) & correct
+        if targets is not None:
+            broken &= np.asarray(ctx.predict(np.asarray(x_adv, np.float32))) == targets
         size = norms(x_adv, ctx.x, row.norm)[broken]
         out[f"{who}_success"] = 100 * float(broken.sum() / max(correct.sum(), 1))
         out[f"{who}_median_norm"] = float(np.median(size)) if size.size else float("nan")
@@ -491,14 +500,41 @@ def min_norm_rows(cw_steps: int) -> list[Row]:
             "l0",
             lambda _: attacks.jsma(),
             lambda ctx, _: torchattacks_run(lambda m: _ta().JSMA(m, theta=1.0, gamma=0.145), ctx),
-            "torchattacks JSMA (theta 1, gamma 0.145)",
+            "torchattacks JSMA (theta 1, gamma 0.145, target y + 1)",
             n=100,
+            extra={"targets": True},
         ),
     ]
 
 
 def black_box_rows() -> list[Row]:
+    fb = _fb
     return [
+        Row(
+            "one-pixel",
+            "min_norm",
+            "l0",
+            lambda _: attacks.one_pixel(1, population=399, generations=100, strategy="best1"),
+            lambda ctx, _: torchattacks_run(
+                lambda m: _ta().OnePixel(m, pixels=1, steps=100, popsize=400, inf_batch=400), ctx
+            ),
+            "torchattacks OnePixel (SciPy DE best1bin, population 399, 100 generations)",
+            n=100,
+        ),
+        Row(
+            "hopskipjump",
+            "min_norm",
+            "l2",
+            lambda _: attacks.hopskipjump(iterations=40),
+            lambda ctx, _: foolbox_run(
+                fb().attacks.HopSkipJumpAttack(
+                    steps=40, initial_gradient_eval_steps=100, max_gradient_eval_steps=10000
+                ),
+                ctx,
+            ),
+            "foolbox HopSkipJumpAttack (L2, 40 iterations)",
+            n=50,
+        ),
         Row(
             "square-queries",
             "black_box",
