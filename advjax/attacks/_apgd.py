@@ -32,7 +32,14 @@ import numpy as np
 from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, is_successful, project_to_threat
 from advjax.attacks._guard import finite_gradient, guarded
-from advjax.attacks._threat import ThreatModel, get_threat_model, l1, sparse_l1_direction
+from advjax.attacks._threat import (
+    ThreatModel,
+    get_threat_model,
+    l1,
+    l2,
+    per_example_value,
+    sparse_l1_direction,
+)
 from advjax.attacks._transforms import restart_keys, with_restarts
 from advjax.losses import Loss, as_labels, dlr_targeted, get_loss
 
@@ -541,6 +548,13 @@ def _uniform_start(threat: ThreatModel, key, x, eps):
     return x + threat.random_init(key, x.shape, eps)
 
 
+def _sphere_start(threat: ThreatModel, key, x, eps):
+    # The reference's L2 start: a Gaussian direction scaled to norm eps (on the sphere).
+    gaussian = jax.random.normal(key, x.shape, x.dtype)
+    unit = gaussian / per_example_value(threat.norm(gaussian), gaussian)
+    return x + unit * per_example_value(eps, gaussian)
+
+
 def _gaussian_start(threat: ThreatModel, key, x, eps):
     del threat, eps
     return x + jax.random.normal(key, x.shape, x.dtype)
@@ -582,12 +596,14 @@ GENERIC_APGD = APGDVariant(
     2.0, _uniform_start, momentum_update, checkpoint_schedule, halving_checkpoint, False
 )
 
-#: The threat models with their own APGD (l1-APGD, Croce & Hein 2021); every
-#: other threat model runs :data:`GENERIC_APGD`.
+#: The threat models with their own APGD (l1-APGD, Croce & Hein 2021; L2 with the
+#: authors' start on the sphere of radius eps); every other threat model runs
+#: :data:`GENERIC_APGD`.
 APGD_VARIANTS: dict[ThreatModel, APGDVariant] = {
     l1: APGDVariant(
         1.0, _gaussian_start, sparse_l1_update, _l1_schedule, sparsity_checkpoint, True
     ),
+    l2: GENERIC_APGD._replace(start=_sphere_start),
 }
 
 
@@ -900,7 +916,8 @@ def apgd(
     parameter-free attacks", arXiv:2003.01690; l1-APGD: arXiv:2103.01208.
 
     Defaults are the paper's: 100 iterations, momentum ``alpha = 0.75``,
-    ``rho = 0.75``, initial step ``2 * eps``, a uniform random start, and
+    ``rho = 0.75``, initial step ``2 * eps``, a random start (uniform in the
+    Linf ball; for L2 on the sphere of radius ``eps``, as the authors' code), and
     per-example step-size halving at the checkpoints described in the module
     docstring. For ``norm="l1"`` it is l1-APGD (Croce & Hein 2021; see the
     module docstring) with AutoAttack's L1 budget schedule ``3 eps, 2 eps, eps``

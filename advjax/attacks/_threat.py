@@ -190,11 +190,10 @@ def _l2_direction(grad):
 def _l2_init(key, shape, eps):
     direction_key, radius_key = jax.random.split(key)
     gaussian = jax.random.normal(direction_key, shape)
-    dims = 1
-    for size in shape[1:]:
-        dims *= size
-    # Uniform in the ball: radius eps * u^(1/d) along a uniform direction.
-    radius = jax.random.uniform(radius_key, (shape[0],)) ** (1.0 / dims)
+    # A uniform radius in [0, eps] along a uniform direction (torchattacks' PGDL2 start), not
+    # uniform in the ball's volume, which in high dimension sits on the sphere: on MNIST,
+    # PGD-40 from the sphere left 1.6 to 2.7 points more robust accuracy (3 seeds, 500 images).
+    radius = jax.random.uniform(radius_key, (shape[0],))
     return (
         _l2_direction(gaussian)
         * per_example_value(radius, gaussian)
@@ -210,7 +209,8 @@ l2 = ThreatModel(
     random_init=_l2_init,
     dual_norm=_l2_norm,
 )
-"""The Euclidean ball: normalised-gradient steps, radial projection."""
+"""The Euclidean ball: normalised-gradient steps, radial projection, a random start at a
+uniform radius in ``[0, eps]`` along a uniform direction."""
 
 
 def _solve_capped_linear(weights, rates, caps, target):
