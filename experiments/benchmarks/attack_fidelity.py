@@ -26,7 +26,8 @@ Printed per row: ours, the reference, the difference and both wall times
 (compilation included); ``--out`` writes the rows as JSON.
 
     python experiments/benchmarks/attack_fidelity.py --runs-dir runs/fidelity [--n 500]
-        [--models standard,pgd_at] [--rows fgsm,pgd,apgd-ce] [--out fidelity.json]
+        [--models standard,pgd_at] [--rows fgsm,pgd,apgd-ce] [--seeds 2] [--out fidelity.json]
+    python experiments/benchmarks/attack_fidelity.py --render a.json b.json   # markdown tables
     python experiments/benchmarks/attack_fidelity.py --tiny   # smoke run, untrained weights
 """
 
@@ -381,6 +382,7 @@ def rows_for(norm: str) -> list[Row]:
             ),
             "torchattacks FAB (targeted, 9 targets, 100 steps)",
             b,
+            deterministic=True,  # one run per target from x, in both
         ),
         Row(
             "square",
@@ -629,6 +631,39 @@ def all_rows(cw_steps: int) -> list[Row]:
     )
 
 
+def to_markdown(results: list[dict]) -> str:
+    """The rows as markdown tables: budget / black-box rows, then minimum-norm rows."""
+    lines = [
+        "| model | attack | norm | budget | advjax | reference | difference | runs | reference "
+        "implementation |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r["kind"] == "min_norm":
+            continue
+        budget = f"{r['budget']:g}" + (f", {r['queries']} queries" if "queries" in r else "")
+        lines.append(
+            f"| {r['model']} | {r['attack']} | {r['norm']} | {budget} | {r['ours']:.2f}% | "
+            f"{r['reference']:.2f}% | {r['ours'] - r['reference']:+.2f} | "
+            f"{len(r['ours_per_seed'])} x {r['n']} | {r['reference_implementation']} |"
+        )
+    lines += [
+        "",
+        "| model | attack | norm | advjax: success, median norm | reference: success, median "
+        "norm | images | reference implementation |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r["kind"] != "min_norm":
+            continue
+        lines.append(
+            f"| {r['model']} | {r['attack']} | {r['norm']} | {r['ours_success']:.1f}%, "
+            f"{r['ours_median_norm']:.4g} | {r['reference_success']:.1f}%, "
+            f"{r['reference_median_norm']:.4g} | {r['n']} | {r['reference_implementation']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "fidelity")
@@ -645,7 +680,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--tiny", action="store_true", help="untrained weights, 8 images")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--cpu-devices", type=int, default=None)
+    parser.add_argument(
+        "--render", nargs="+", type=Path, help="print the markdown tables of these JSON files"
+    )
     args = parser.parse_args(argv)
+    if args.render:
+        results = [r for path in args.render for r in json.loads(path.read_text())]
+        print(to_markdown(results), end="")
+        return results
     parallel.use_cpu_devices(args.cpu_devices)
 
     if args.tiny:
