@@ -82,6 +82,7 @@ ATTACKS = {
     "apgd_dlr": (lambda e: advjax.apgd(e, steps=4, loss="dlr"), "linf", 3),
     "apgd_t": (lambda e: advjax.apgd_t(e, steps=3, num_targets=2), "linf", 4),
     "cw_l2": (lambda e: advjax.cw_l2(e, steps=3, binary_search_steps=2), "l2", 2),
+    "ead": (lambda e: advjax.attacks.ead(e, steps=3, binary_search_steps=2), "l1", 2),
     "deepfool": (lambda e: advjax.deepfool(e, steps=3), "l2", 2),
     "fab": (lambda e: advjax.fab(e, steps=3, num_targets=None), "linf", 2),
     "fab_t": (lambda e: advjax.fab(e, steps=3, num_targets=1), "linf", 2),
