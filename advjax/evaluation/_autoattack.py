@@ -28,6 +28,7 @@ from advjax.attacks import (
     eot,
     fab,
     get_threat_model,
+    l1,
     predicted_class,
     square,
     verify,
@@ -57,14 +58,23 @@ def standard_attacks(
     Paper settings: 100 iterations each, 1 restart, 9 target classes for APGD-T
     and FAB-T, 5,000 queries for Square (Linf ``p_init = 0.8``). For a model with
     ``K <= 9`` classes :func:`autoattack` passes ``targets = K - 1``, as the
-    reference implementation does.
+    reference implementation does. L1 (Croce & Hein 2021, "Mind the box",
+    arXiv:2103.01208): l1-APGD-CE with 5 restarts and l1-APGD-T with 5 targets,
+    both with the ``3 eps, 2 eps, eps`` budget schedule, as the reference's L1
+    settings; FAB-T and Square have no L1 update here, so the L1 ensemble is the
+    two APGD attacks.
 
     Example:
       >>> from advjax.evaluation import standard_attacks
-      >>> list(standard_attacks(0.3))
-      ['apgd-ce', 'apgd-t', 'fab-t', 'square']
+      >>> list(standard_attacks(0.3)), list(standard_attacks(10.0, norm="l1"))
+      (['apgd-ce', 'apgd-t', 'fab-t', 'square'], ['apgd-ce', 'apgd-t'])
     """
     box = dict(clip_min=clip_min, clip_max=clip_max)
+    if get_threat_model(norm) == l1:
+        return {
+            "apgd-ce": apgd(eps, norm=norm, loss="ce", steps=steps, restarts=5, **box),
+            "apgd-t": apgd_t(eps, norm=norm, steps=steps, num_targets=min(targets, 5), **box),
+        }
     return {
         "apgd-ce": apgd(eps, norm=norm, loss="ce", steps=steps, **box),
         "apgd-t": apgd_t(eps, norm=norm, steps=steps, num_targets=targets, **box),

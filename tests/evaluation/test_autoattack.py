@@ -211,3 +211,15 @@ def test_a_stage_with_nothing_left_to_break_costs_nothing_and_reports_zero():
     assert result.robust_accuracy == 0.0 and result.clean_accuracy == 1.0
     assert calls == [] and result.per_attack["never"]["broken"] == 0
     assert result.attacks_run == ["apgd-ce", "never"]
+
+
+def test_standard_l1_version_runs_the_l1_apgd_pair_within_the_l1_ball():
+    # FAB-T and Square have no L1 update: the standard L1 ensemble is l1-APGD-CE and -T
+    attacks = adv_eval.standard_attacks(1.0, norm="l1", steps=4, targets=2)
+    assert list(attacks) == ["apgd-ce", "apgd-t"]
+    result = adv_eval.autoattack(
+        _logits_fn, X, Y, eps=1.0, key=jax.random.key(0), norm="l1", batch_size=12
+    )
+    assert result.attacks_run == ["apgd-ce", "apgd-t"]
+    assert np.abs(result.x_adv - X).reshape(len(X), -1).sum(-1).max() <= 1.0 + 1e-5
+    assert result.robust_accuracy <= result.clean_accuracy
