@@ -45,3 +45,16 @@ def test_features_at_the_maximum_are_not_in_the_search_domain():
     logits_fn = lambda v: v @ w + jnp.array([100.0, 0.0])  # noqa: E731 - unreachable
     x_adv = A.jsma(gamma=0.5)(logits_fn, x, jnp.array([1]), key=KEY)  # 2 pairs
     np.testing.assert_array_equal(np.asarray(x_adv[0]), np.ones(8))
+
+
+def test_features_within_one_percent_of_the_end_are_never_moved():
+    w = jax.random.normal(jax.random.key(3), (8, 3))
+
+    def logits_fn(x):
+        return x @ w
+
+    x = jnp.array([[0.995, 0.2, 0.3, 0.999, 0.1, 0.5, 0.4, 0.991]])
+    target = jnp.array([(int(jnp.argmax(logits_fn(x))) + 1) % 3])
+    x_adv = A.jsma(gamma=1.0)(logits_fn, x, target, key=jax.random.key(0))
+    near_top = np.asarray(x[0] >= 0.99)
+    np.testing.assert_array_equal(np.asarray(x_adv[0])[near_top], np.asarray(x[0])[near_top])
