@@ -11,6 +11,7 @@ from advjax.attacks._guard import finite_gradient, guarded
 from advjax.attacks._minnorm import (
     abort_early_check,
     bisect_constant,
+    constant_search_start,
     margin_hinge,
     margin_success,
     within_budget,
@@ -155,14 +156,8 @@ def cw_l2(
             const, lower, upper = bisect_constant(ever, const, lower, upper)
             return (const, lower, upper, best_dist, best_x), None
 
-        init = (
-            jnp.full((batch,), initial_const),
-            jnp.zeros(batch),
-            jnp.full((batch,), 1e10),
-            jnp.full((batch,), jnp.inf),
-            x,
-        )
-        (_, _, _, _, best_x), _ = jax.lax.scan(search_round, init, None, length=binary_search_steps)
+        start = constant_search_start(x, initial_const)
+        (*_, best_x), _ = jax.lax.scan(search_round, start, None, length=binary_search_steps)
         return jax.lax.stop_gradient(within_budget(l2, x, best_x, eps, clip_min, clip_max))
 
     return guarded(

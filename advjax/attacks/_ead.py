@@ -13,6 +13,7 @@ from advjax.attacks._guard import finite_gradient, guarded
 from advjax.attacks._minnorm import (
     abort_early_check,
     bisect_constant,
+    constant_search_start,
     margin_hinge,
     margin_success,
     within_budget,
@@ -239,14 +240,8 @@ def ead(
             const, lower, upper = bisect_constant(end.succeeded, const, lower, upper)
             return (const, lower, upper, end.best_distance, end.best_x), None
 
-        init = (
-            jnp.full((batch,), initial_const, jnp.float32),
-            jnp.zeros(batch, jnp.float32),
-            jnp.full((batch,), 1e10, jnp.float32),
-            jnp.full((batch,), jnp.inf, jnp.float32),
-            x,
-        )
-        (*_, best_x), _ = jax.lax.scan(search_round, init, None, length=binary_search_steps)
+        start = constant_search_start(x, initial_const)
+        (*_, best_x), _ = jax.lax.scan(search_round, start, None, length=binary_search_steps)
         return jax.lax.stop_gradient(within_budget(l1, x, best_x, eps, clip_min, clip_max))
 
     return guarded(

@@ -91,6 +91,31 @@ def margin_success(logits, labels, confidence: float, targeted: bool):
     return ok & ((pred == labels) if targeted else (pred != labels))
 
 
+def constant_search_start(x, initial_const: float):
+    """The carry of C&W's search over ``c`` before its first round.
+
+    Returns:
+      ``(const, lower, upper, best_distance, best_x)``: ``[B]`` constants at
+      ``initial_const``, lower bounds 0, upper bounds ``1e10`` (none known),
+      best distances ``inf`` and the inputs as the best points.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax.attacks._minnorm import constant_search_start
+      >>> const, lower, upper, best, _ = constant_search_start(jnp.zeros((2, 3)), 1e-3)
+      >>> const.tolist(), best.tolist()
+      ([0.0010000000474974513, 0.0010000000474974513], [inf, inf])
+    """
+    batch = x.shape[0]
+    return (
+        jnp.full((batch,), initial_const, jnp.float32),
+        jnp.zeros(batch, jnp.float32),
+        jnp.full((batch,), 1e10, jnp.float32),
+        jnp.full((batch,), jnp.inf, jnp.float32),
+        x,
+    )
+
+
 def bisect_constant(succeeded, const, lower, upper):
     """C&W's search over the constant ``c``: x10 until a success, then bisection.
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _recipe_runs import train_missing
 from _torch_port import torch_fast_mnist
 
 from advjax import attacks, data, evaluation, models, parallel
@@ -589,17 +589,6 @@ class Context:
         return replace(self, x=self.x[:n], y=self.y[:n])
 
 
-def _train_missing(runs_dir: Path, name: str, data_dir: Path) -> Path:
-    run = runs_dir / name
-    if (run / "config.json").exists():
-        return run
-    command = ["advjax", "train", RECIPES[name], "--out", str(run), "--no-progress", "--set"]
-    command += ["data=mnist-5k", f"data_dir={data_dir}", "eval_examples=1000"]
-    print("training:", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    return run
-
-
 def _print(model: str, row: Row, result: dict) -> None:
     head = f"{model:<9} {row.name:<16} {row.norm:<5}"
     if row.kind == "min_norm":
@@ -700,7 +689,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         test = data.load_mnist("test", args.data_dir, download=False)
         chosen = {}
         for name in args.models.split(","):
-            run = load_run(_train_missing(args.runs_dir, name, args.data_dir))
+            run = load_run(train_missing(args.runs_dir / name, RECIPES[name], args.data_dir))
             chosen[name] = (run.logits_fn, run.variables)
         n = args.n
     x = np.asarray(data.to_device(test.images[:n]), np.float32)

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from _recipe_runs import train_missing
 from _torch_port import torch_fast_mnist
 
 from advjax import data, evaluation, models, parallel
@@ -50,18 +50,6 @@ MODELS = {
     "fgsm_rs": ("fgsm_rs", []),
     "distillation_t100": ("distillation", []),
 }
-
-
-def _train_missing(runs_dir: Path, name: str, data_dir: Path) -> Path:
-    run = runs_dir / name
-    if (run / "config.json").exists():
-        return run
-    recipe, extra = MODELS[name]
-    command = ["advjax", "train", recipe, "--out", str(run), "--no-progress", "--set"]
-    command += ["data=mnist-5k", f"data_dir={data_dir}", "eval_examples=1000", *extra]
-    print("training:", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    return run
 
 
 def _torchattacks_aa(variables, x, y, batch: int):
@@ -164,7 +152,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         n, aa_options, fast_options = args.n, {}, {}
         chosen = {}
         for name in args.models.split(","):
-            run = load_run(_train_missing(args.runs_dir, name, args.data_dir))
+            recipe, extra = MODELS[name]
+            run = load_run(train_missing(args.runs_dir / name, recipe, args.data_dir, extra))
             recipe = run.config["recipe"]
             chosen[name] = (run.logits_fn, run.variables, recipe)
     x = np.asarray(data.to_device(test.images[:n]))

@@ -47,11 +47,9 @@ def test_saturated_gradient_keeps_its_direction():
     # p_y = 1 - 3e-10: log_softmax's autodiff rounds the true component to 0
     logits = jnp.array([[22.0, 0.0, -1.0]])
     grad = jax.grad(lambda z: losses.ce(z, jnp.array([0])).sum())(logits)
-    naive = jax.grad(lambda z: -jax.nn.log_softmax(z)[0, 0])(logits)
     _, ref = _reference(np.asarray(logits), np.array([0]))
     np.testing.assert_allclose(np.asarray(grad), ref, rtol=1e-5)
-    assert float(naive[0, 0]) == 0.0  # what the plain formula gives: no pull on the true logit
-    assert float(grad[0, 0]) < 0.0
+    assert float(grad[0, 0]) < 0.0  # the true logit is still pulled down
 
 
 def test_soft_targets_keep_the_log_softmax_formula():
