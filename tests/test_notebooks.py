@@ -102,6 +102,7 @@ def _cell_sources(notebook) -> list[tuple[str, str]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_notebook_runs_without_errors(path, record_property):
     _require("nbformat", "nbclient", "ipykernel", "jupyter_client")

@@ -79,12 +79,50 @@ def binomial_crossover(key, parents, mutants, rate: float):
     return jnp.where(take.reshape(parents.shape), mutants, parents)
 
 
+def de_scale(key, mutation):
+    """DE's scale ``F`` for one generation: ``mutation`` itself, or uniform in ``[low, high)``.
+
+    A ``(low, high)`` pair is SciPy's dithering (``differential_evolution``'s default
+    ``mutation=(0.5, 1)``): one draw per generation, shared by every mutant.
+
+    Args:
+      key: the draw's key (unused for a fixed scale).
+      mutation: ``F`` in ``(0, 2]``, or a ``(low, high)`` pair inside it.
+
+    Returns:
+      A scalar.
+
+    Example:
+      >>> import jax
+      >>> from advjax.attacks._onepixel import de_scale
+      >>> de_scale(jax.random.key(0), 0.5)
+      0.5
+      >>> 0.5 <= float(de_scale(jax.random.key(0), (0.5, 1.0))) < 1.0
+      True
+    """
+    if isinstance(mutation, tuple):
+        return jax.random.uniform(key, (), minval=mutation[0], maxval=mutation[1])
+    return mutation
+
+
+def _check_mutation(mutation):
+    """``mutation`` as a float or a ``(low, high)`` tuple, each end in ``(0, 2]``."""
+    ends = tuple(mutation) if isinstance(mutation, (tuple, list)) else (mutation,)
+    bad = len(ends) not in (1, 2) or not all(0 < float(e) <= 2 for e in ends)
+    if bad or (len(ends) == 2 and ends[0] > ends[1]):
+        raise ValueError(
+            f"mutation must be F in (0, 2] or a (low, high) pair with 0 < low <= high <= 2, "
+            f"got {mutation!r}."
+        )
+    return tuple(float(e) for e in ends) if len(ends) == 2 else float(ends[0])
+
+
 def one_pixel(
     pixels: int = 1,
     *,
     population: int = 400,
     generations: int = 100,
-    mutation: float = 0.5,
+    mutation: float | tuple[float, float] = 0.5,
     crossover: float = 1.0,
     strategy: str = "rand1",
     targeted: bool = False,
@@ -114,7 +152,9 @@ def one_pixel(
       pixels: how many pixels may change (the L0 budget in pixels).
       population: candidates per example.
       generations: DE generations.
-      mutation: the DE scale ``F``.
+      mutation: the DE scale ``F``, or a ``(low, high)`` pair: ``F`` drawn uniformly in it
+        each generation (SciPy's dithering; its default, which torchattacks runs, is
+        ``(0.5, 1)``).
       crossover: the binomial crossover probability ``CR`` in ``[0, 1]``.
       strategy: ``"rand1"`` or ``"best1"`` (the mutant's base vector).
       targeted: ``y`` holds targets.
@@ -144,8 +184,7 @@ def one_pixel(
     population = check_positive_int(population, "population", minimum=4)
     generations = check_positive_int(generations, "generations", minimum=0)
     check_range(clip_min, clip_max)
-    if not 0 < mutation <= 2:
-        raise ValueError(f"mutation must be in (0, 2], got {mutation}.")
+    mutation = _check_mutation(mutation)
     if not 0 <= crossover <= 1:
         raise ValueError(f"crossover must be in [0, 1], got {crossover}.")
     if strategy not in DE_STRATEGIES:
@@ -198,6 +237,7 @@ def one_pixel(
             g, pop, score, success, done, queries = state
             k = jax.random.fold_in(loop_key, g)
             index_key, cross_key = jax.random.split(k)
+            scale_key = jax.random.fold_in(k, 1)
             r1, r2, r3 = distinct_partners(index_key, batch, population)
             pick = lambda i: jnp.take_along_axis(pop, i[..., None, None], 1)  # noqa: E731
             base = pick(r1)
@@ -205,7 +245,7 @@ def one_pixel(
                 base = jnp.broadcast_to(
                     pop[jnp.arange(batch), jnp.argmin(score, -1)][:, None], pop.shape
                 )
-            mutant = base + mutation * (pick(r2) - pick(r3))
+            mutant = base + de_scale(scale_key, mutation) * (pick(r2) - pick(r3))
             child = jnp.clip(binomial_crossover(cross_key, pop, mutant, crossover), low, high)
             child_score, child_success = fitness(child)
             better = (child_score < score) & ~done[:, None]

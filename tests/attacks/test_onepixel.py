@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from advjax import attacks as A
-from advjax.attacks._onepixel import binomial_crossover, distinct_partners
+from advjax.attacks._onepixel import binomial_crossover, de_scale, distinct_partners
 
 
 def test_partners_are_distinct_and_uniform_over_the_allowed_indices():
@@ -31,8 +31,17 @@ def test_crossover_rate_sets_the_share_of_mutant_genes():
         assert abs(share - expected) < 0.03
 
 
-@pytest.mark.parametrize("strategy, crossover", [("rand1", 1.0), ("best1", 0.7)])
-def test_one_pixel_changes_at_most_its_pixels_with_every_strategy(strategy, crossover):
+def test_dithered_scale_is_uniform_in_its_range_and_a_fixed_one_stays():
+    draws = np.array([float(de_scale(jax.random.key(i), (0.5, 1.0))) for i in range(400)])
+    assert draws.min() >= 0.5 and draws.max() < 1.0
+    assert abs(draws.mean() - 0.75) < 0.03 and draws.std() > 0.12  # uniform: std 0.144
+    assert de_scale(jax.random.key(0), 0.5) == 0.5
+
+
+@pytest.mark.parametrize(
+    "strategy, crossover, mutation", [("rand1", 1.0, 0.5), ("best1", 0.7, (0.5, 1.0))]
+)
+def test_one_pixel_changes_at_most_its_pixels_with_every_strategy(strategy, crossover, mutation):
     w = jax.random.normal(jax.random.key(0), (36, 4))
 
     def logits_fn(x):
@@ -40,7 +49,9 @@ def test_one_pixel_changes_at_most_its_pixels_with_every_strategy(strategy, cros
 
     x = jax.random.uniform(jax.random.key(1), (3, 6, 6, 1))
     y = jnp.argmax(logits_fn(x), -1)
-    attack = A.one_pixel(2, population=12, generations=5, strategy=strategy, crossover=crossover)
+    attack = A.one_pixel(
+        2, population=12, generations=5, strategy=strategy, crossover=crossover, mutation=mutation
+    )
     x_adv = jax.jit(attack, static_argnums=0)(logits_fn, x, y, key=jax.random.key(2))
     assert np.all(np.asarray((x_adv != x).reshape(3, -1).sum(-1)) <= 2)
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
@@ -51,3 +62,6 @@ def test_bad_differential_evolution_options():
         A.one_pixel(crossover=1.5)
     with pytest.raises(ValueError, match="unknown strategy"):
         A.one_pixel(strategy="current-to-best")
+    for mutation in (0.0, 2.5, (1.0, 0.5), (0.5, 3.0), (0.1, 0.2, 0.3)):
+        with pytest.raises(ValueError, match="mutation"):
+            A.one_pixel(mutation=mutation)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 
+@pytest.mark.slow
 def test_tiny_attack_fidelity_benchmark_judges_both_sides(tmp_path, run_benchmark):
     for module in ("torch", "torchattacks", "foolbox"):
         pytest.importorskip(module, reason="the references come with pip install '.[bench]'")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
+
+@pytest.mark.slow
 def test_tiny_fast_eval_benchmark_compares_both_evaluations(tmp_path, run_benchmark):
     out = tmp_path / "fast.json"
     proc = run_benchmark("fast_eval.py", "--tiny", "--out", str(out))
@@ -18,6 +21,7 @@ def test_tiny_fast_eval_benchmark_compares_both_evaluations(tmp_path, run_benchm
     assert abs(row["time_ratio_fast_over_autoattack"] - ratio) < 1e-9
 
 
+@pytest.mark.slow
 def test_tiny_early_exit_benchmark_finds_the_same_counts(tmp_path, run_benchmark):
     out = tmp_path / "early_exit.json"
     run_benchmark("evaluate_early_exit.py", "--tiny", "--rounds", "1", "--out", str(out))

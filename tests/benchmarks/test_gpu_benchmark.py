@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 
 def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
@@ -71,6 +73,7 @@ def test_tiny_gpu_benchmark_writes_complete_json(tmp_path, run_benchmark):
         assert 0.0 <= stage["robust_accuracy_after"] <= 1.0
 
 
+@pytest.mark.slow
 def test_tiny_main_job_benchmark_times_every_contender(run_benchmark):
     """``main_job.py --tiny``: advjax on one device and on one per core (torch if present)."""
     proc = run_benchmark("main_job.py", "--tiny", keep_xla_flags=False)

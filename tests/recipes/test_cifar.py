@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from advjax import cli, recipes
@@ -52,6 +53,7 @@ def test_the_recipes_carry_their_papers_settings():
     assert "83.81% clean, 46.06% PGD-50x10" in recipes.get_recipe("fast_at_cifar10").paper
 
 
+@pytest.mark.slow
 def test_the_gpu_command_runs_tiny_on_cpu(tmp_path, capsys):
     """``advjax train fast_at_cifar10``: PreAct ResNet-18, bf16, crops and flips, PGD eval."""
     folder = _tiny_cifar_folder(tmp_path / "images")

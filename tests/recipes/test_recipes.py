@@ -34,7 +34,27 @@ EXTRA = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(recipes.RECIPES))
+# One recipe per code path runs by default (plain, PGD, TRADES, free AT's replays, certified
+# training with both bounds, smoothing, bf16 with augmentation); the others differ only in their
+# objective (unit-tested in tests/train) and run end to end with ``-m slow``.
+DEFAULT_RECIPES = {
+    "standard",
+    "pgd_at",
+    "trades",
+    "free_at",
+    "crown_ibp",
+    "gaussian_noise",
+    "fast_at_cifar10",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name if name in DEFAULT_RECIPES else pytest.param(name, marks=pytest.mark.slow)
+        for name in sorted(recipes.RECIPES)
+    ],
+)
 def test_recipe_run_loads_and_reevaluates_identically(name, tmp_path):
     outcome = recipes.train_recipe(
         name, tmp_path / name, overrides=COMMON + EXTRA.get(name, []), progress=False
@@ -59,6 +79,10 @@ def test_recipe_run_loads_and_reevaluates_identically(name, tmp_path):
     np.testing.assert_array_equal(runs.read_masks(again)["robust"], stored)
     for key in ("robust_accuracy", "success_rate"):
         assert again["report"]["worst_case"][key] == first["report"]["worst_case"][key]
+
+
+def test_the_default_recipes_exist():
+    assert DEFAULT_RECIPES <= set(recipes.RECIPES)
 
 
 def test_recipes_name_their_paper_and_configs_use_paper_names():
