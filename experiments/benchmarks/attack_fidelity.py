@@ -34,6 +34,7 @@ Printed per row: ours, the reference, the difference and both wall times
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -615,6 +616,14 @@ class Context:
         return replace(self, x=self.x[:n], y=self.y[:n])
 
 
+def weights_fingerprint(variables) -> str:
+    """The first 12 hex digits of a SHA-256 over the weights (which training a row used)."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(variables):
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return digest.hexdigest()[:12]
+
+
 def _print(model: str, row: Row, result: dict) -> None:
     head = f"{model:<9} {row.name:<16} {row.norm:<5}"
     if row.kind == "min_norm":
@@ -758,6 +767,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     kind=row.kind,
                     reference_implementation=row.reference_name,
                     n=len(row_ctx.x),
+                    weights=weights_fingerprint(variables),
                 )
                 _print(model_name, row, result)
                 results.append(result)
