@@ -12,6 +12,7 @@ from advjax.attacks._square import _as_nhwc
 from advjax.losses import as_labels
 
 DE_STRATEGIES = ("rand1", "best1")
+OUT_OF_BOUNDS = ("clip", "resample")
 
 
 def distinct_partners(key, batch: int, population: int):
@@ -105,6 +106,41 @@ def de_scale(key, mutation):
     return mutation
 
 
+def keep_in_bounds(key, trials, low, high, rule: str):
+    """Brings every gene of ``trials`` into ``[low, high]``: clipped, or redrawn uniformly.
+
+    ``"resample"`` is SciPy's ``differential_evolution`` rule (a gene outside its
+    bounds is replaced by a uniform draw inside them), which keeps the population
+    spread out instead of piling it on the range's ends (for a pixel's position,
+    the image border).
+
+    Args:
+      key: the draws' key (``"resample"``).
+      trials: ``[..., genes]``.
+      low: ``[genes]`` lower bounds.
+      high: ``[genes]`` upper bounds.
+      rule: ``"clip"`` or ``"resample"``.
+
+    Returns:
+      ``trials`` with every gene in its bounds.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks._onepixel import keep_in_bounds
+      >>> t = jnp.array([[-1.0, 0.5, 3.0]])
+      >>> keep_in_bounds(None, t, jnp.zeros(3), jnp.ones(3), "clip").tolist()
+      [[0.0, 0.5, 1.0]]
+      >>> r = keep_in_bounds(jax.random.key(0), t, jnp.zeros(3), jnp.ones(3), "resample")
+      >>> bool(jnp.all((r >= 0) & (r <= 1))), float(r[0, 1])
+      (True, 0.5)
+    """
+    if rule == "clip":
+        return jnp.clip(trials, low, high)
+    outside = (trials < low) | (trials > high)
+    redraw = jax.random.uniform(key, trials.shape) * (high - low) + low
+    return jnp.where(outside, redraw, trials)
+
+
 def _check_mutation(mutation):
     """``mutation`` as a float or a ``(low, high)`` tuple, each end in ``(0, 2]``."""
     ends = tuple(mutation) if isinstance(mutation, (tuple, list)) else (mutation,)
@@ -125,6 +161,7 @@ def one_pixel(
     mutation: float | tuple[float, float] = 0.5,
     crossover: float = 1.0,
     strategy: str = "rand1",
+    out_of_bounds: str = "resample",
     targeted: bool = False,
     return_queries: bool = False,
     clip_min: float = 0.0,
@@ -157,6 +194,9 @@ def one_pixel(
         ``(0.5, 1)``).
       crossover: the binomial crossover probability ``CR`` in ``[0, 1]``.
       strategy: ``"rand1"`` or ``"best1"`` (the mutant's base vector).
+      out_of_bounds: what happens to a trial's gene outside its range: ``"resample"``
+        uniformly inside it (SciPy's rule, which the authors' code runs), or ``"clip"``
+        to the range's end (which piles candidates on the image border).
       targeted: ``y`` holds targets.
       return_queries: also return the queries spent per example ``[B]``.
       clip_min: lower end of the valid input range.
@@ -187,6 +227,10 @@ def one_pixel(
     mutation = _check_mutation(mutation)
     if not 0 <= crossover <= 1:
         raise ValueError(f"crossover must be in [0, 1], got {crossover}.")
+    if out_of_bounds not in OUT_OF_BOUNDS:
+        raise ValueError(
+            f"unknown out_of_bounds {out_of_bounds!r}; choose one of {sorted(OUT_OF_BOUNDS)}."
+        )
     if strategy not in DE_STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose 'rand1' or 'best1'.")
 
@@ -246,7 +290,8 @@ def one_pixel(
                     pop[jnp.arange(batch), jnp.argmin(score, -1)][:, None], pop.shape
                 )
             mutant = base + de_scale(scale_key, mutation) * (pick(r2) - pick(r3))
-            child = jnp.clip(binomial_crossover(cross_key, pop, mutant, crossover), low, high)
+            child = binomial_crossover(cross_key, pop, mutant, crossover)
+            child = keep_in_bounds(jax.random.fold_in(k, 2), child, low, high, out_of_bounds)
             child_score, child_success = fitness(child)
             better = (child_score < score) & ~done[:, None]
             pop = jnp.where(better[..., None, None], child, pop)
