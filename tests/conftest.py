@@ -2,12 +2,64 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import jax
 import numpy as np
 import optax
 import pytest
 
 from advjax import data, models, train
+
+_CACHE_VARIABLE = "ADVJAX_TEST_COMPILATION_CACHE"
+_FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+
+
+def pytest_configure(config):
+    """Cheaper compilation for the whole session: most of the suite's time is XLA compiling."""
+    _compile_without_llvm_optimization()
+    _share_one_compilation_cache(config)
+
+
+def pytest_unconfigure(config):
+    owned = getattr(config, "advjax_owned_cache", None)
+    if owned:
+        shutil.rmtree(owned, ignore_errors=True)
+        del os.environ[_CACHE_VARIABLE]
+
+
+def _compile_without_llvm_optimization():
+    """Compiles every test program with LLVM's optimisation off (XLA's own passes still run).
+
+    XLA:CPU compiles hundreds of small programs once each in this suite and LLVM's
+    optimisation is about a third of that time, while the tests check what programs
+    compute, not how fast their machine code runs. Set before any backend starts (JAX reads
+    ``XLA_FLAGS`` then), so the xdist workers and child processes inherit it.
+    ``ADVJAX_TEST_FULL_OPTIMIZATION=1`` keeps XLA's default.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if os.environ.get("ADVJAX_TEST_FULL_OPTIMIZATION") == "1" or "optimization_level" in flags:
+        return
+    os.environ["XLA_FLAGS"] = f"{flags} {_FAST_COMPILE_FLAG}".strip()
+
+
+def _share_one_compilation_cache(config):
+    """One persistent XLA compilation cache per session, shared by the xdist workers.
+
+    A program that both workers (or two tests through different Python closures) compile
+    is compiled once and loaded from disk after that. The cache starts empty in every
+    session, so no result depends on an earlier run; ``ADVJAX_TEST_COMPILATION_CACHE=off``
+    turns it off.
+    """
+    if os.environ.get(_CACHE_VARIABLE) == "off":
+        return
+    if _CACHE_VARIABLE not in os.environ:  # the controller; workers inherit the variable
+        os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="advjax-tests-xla-")
+        config.advjax_owned_cache = os.environ[_CACHE_VARIABLE]
+    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_VARIABLE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture(scope="session")
