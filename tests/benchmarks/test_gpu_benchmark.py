@@ -14,7 +14,7 @@ def _positive(value) -> bool:
 
 def test_tiny_gpu_benchmark_writes_complete_json(tmp_path, run_benchmark):
     out = tmp_path / "x.json"
-    proc = run_benchmark("gpu.py", "--tiny", "--out", str(out))
+    proc = run_benchmark("gpu.py", "--tiny", "--out", str(out), keep_xla_flags=False)
     assert "images/s" in proc.stdout
     data = json.loads(out.read_text())
 
