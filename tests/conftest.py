@@ -19,7 +19,8 @@ _FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
 
 def pytest_configure(config):
     """Cheaper compilation for the whole session: most of the suite's time is XLA compiling."""
-    _compile_without_llvm_optimization()
+    if "not slow" in (config.getoption("markexpr") or ""):  # the default tier
+        _compile_without_llvm_optimization()
     _share_one_compilation_cache(config)
 
 
@@ -36,8 +37,9 @@ def _compile_without_llvm_optimization():
     XLA:CPU compiles hundreds of small programs once each in this suite and LLVM's
     optimisation is about a third of that time, while the tests check what programs
     compute, not how fast their machine code runs. Set before any backend starts (JAX reads
-    ``XLA_FLAGS`` then), so the xdist workers and child processes inherit it.
-    ``ADVJAX_TEST_FULL_OPTIMIZATION=1`` keeps XLA's default.
+    ``XLA_FLAGS`` then), so the xdist workers and child processes inherit it. The default
+    tier only: ``-m slow`` (end-to-end runs, benchmarks that time compiled code) and
+    ``ADVJAX_TEST_FULL_OPTIMIZATION=1`` keep XLA's default.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if os.environ.get("ADVJAX_TEST_FULL_OPTIMIZATION") == "1" or "optimization_level" in flags:

@@ -198,8 +198,9 @@ def test_one_hot_labels_match_integer_labels_everywhere(n, k):
     run = lambda labels: advjax.evaluation.autoattack(  # noqa: E731
         logits_fn, x, labels, eps=0.1, key=KEY, version="custom", attacks=attacks
     )
-    np.testing.assert_array_equal(run(y).robust, run(one_hot).robust)
-    np.testing.assert_array_equal(run(y).robust, run(one_hot.astype(jnp.int32)).robust)
+    robust = run(y).robust
+    np.testing.assert_array_equal(robust, run(one_hot).robust)
+    np.testing.assert_array_equal(robust, run(one_hot.astype(jnp.int32)).robust)
     report = lambda labels: advjax.evaluation.evaluate(  # noqa: E731
         logits_fn, x, labels, {"fgsm": advjax.fgsm}, [0.1], key=KEY
     )

@@ -162,7 +162,7 @@ def test_bounds_are_the_same_for_the_three_models(three_models, method):
         else:  # CROWN bounds one box; vmap over the examples
             single = advjax.certify.crown_bounds(lambda z, f=logits_fn: f(z[None])[0])
             bound_fn = jax.vmap(single)
-        lower, upper = bound_fn(x[:4] - 0.05, x[:4] + 0.05)
+        lower, upper = jax.jit(bound_fn)(x[:4] - 0.05, x[:4] + 0.05)
         bounds[name] = (np.asarray(lower), np.asarray(upper))
         assert np.all(np.isfinite(bounds[name][0])) and np.all(bounds[name][0] <= bounds[name][1])
     for name in ("nnx", "equinox"):
