@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import jax
+
 #: How many built programs :func:`per_model` keeps per builder.
 CACHE_SIZE = 32
 
@@ -73,3 +75,40 @@ def per_model(builder: Callable) -> Callable:
 
     build.cache_clear = cached.cache_clear
     return build
+
+
+def compiled_when_concrete(fn: Callable) -> Callable:
+    """``fn`` run as one compiled program when called on concrete values, traced otherwise.
+
+    The bound interpreters (:func:`advjax.certify.interval_bounds`,
+    :func:`advjax.certify.crown_bounds`) walk a network equation by equation; called
+    eagerly, as from a notebook, every equation is dispatched and compiled on its own
+    (three small CNNs' CROWN bounds: 12.7 s eagerly, 0.9 s compiled). Called under an
+    outer transform (``jit``, ``grad``, ``vmap``), ``fn`` is traced into that program
+    as before. Errors that ``fn`` raises while it is traced (shapes, unsupported
+    operations) are raised the same way in both cases.
+
+    Args:
+      fn: a function of arrays (pytrees of arrays, ``None`` allowed) that JAX can trace.
+
+    Returns:
+      ``call(*args, **kwargs)`` with ``fn``'s signature; the compiled program is kept
+      for later calls with the same shapes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from advjax._compile import compiled_when_concrete
+      >>> double = compiled_when_concrete(lambda x, scale=None: 2 * x)
+      >>> double(jnp.ones(2)).tolist()
+      [2.0, 2.0]
+    """
+    compiled = jax.jit(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return fn(*args, **kwargs)
+        return compiled(*args, **kwargs)
+
+    return call

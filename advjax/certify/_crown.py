@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from advjax._compile import compiled_when_concrete
 from advjax.certify import _primitives as P
 from advjax.certify._interval import _as_box, _times, ibp_eqn
 from advjax.certify._jaxpr_interp import (
@@ -703,7 +704,7 @@ def linear_bounds(fn: Callable, method: str) -> Callable:
             _refine_preactivations(tape)
         return _spec_bounds(tape, spec, modes[method])
 
-    return bounds_fn
+    return compiled_when_concrete(bounds_fn)
 
 
 def crown_bounds(fn: Callable) -> Callable:

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from advjax._compile import compiled_when_concrete
 from advjax.certify import _primitives as P
 from advjax.certify._jaxpr_interp import (
     Interval,
@@ -483,7 +484,7 @@ def interval_bounds(fn: Callable) -> Callable:
         out_hi = [o.upper if _is_iv(o) else o for o in outs]
         return out_tree.unflatten(out_lo), out_tree.unflatten(out_hi)
 
-    return bounds_fn
+    return compiled_when_concrete(bounds_fn)
 
 
 def boxes_lower(boxes: list[Interval]) -> list[Any]:
