@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import jax
 
+from advjax._checks import is_concrete
+
 #: How many built programs :func:`per_model` keeps per builder.
 CACHE_SIZE = 32
 
@@ -106,9 +108,8 @@ def compiled_when_concrete(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        leaves = jax.tree_util.tree_leaves((args, kwargs))
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
-            return fn(*args, **kwargs)
-        return compiled(*args, **kwargs)
+        if all(map(is_concrete, jax.tree_util.tree_leaves((args, kwargs)))):
+            return compiled(*args, **kwargs)
+        return fn(*args, **kwargs)
 
     return call
