@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from jax import lax
 
 import advjax
@@ -117,8 +119,16 @@ def test_fast_conv_grads_keeps_pytrees_and_nested_jit():
 
 
 def _assert_trees_close(got, expected):
+    """Equal up to float32 summation order: 1e-5 of each leaf's largest magnitude.
+
+    Strided convolutions of few input features run as a matrix product, whose
+    sums run in another order than the primitive's; a kernel gradient sums over
+    batch and positions, so an element near zero may differ by more than 1e-5
+    of itself.
+    """
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+        scale = max(1.0, float(np.max(np.abs(np.asarray(b)), initial=0.0)))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_forward_mode_matches_lax():
@@ -280,3 +290,76 @@ def test_attack_loop_has_no_pooling_scatter_and_equal_results():
     assert messages[0] == messages[1]
     # The rewrite's own module is never named (this test file's name also ends in _conv.py).
     assert not re.search(r"advjax[/\\]backend[/\\]_conv\.py", messages[1])
+
+
+_STRIDED_LAYOUTS = {
+    1: ("NWC", "WIO", "NWC"),
+    2: ("NHWC", "HWIO", "NHWC"),
+}
+
+
+@st.composite
+def _strided_convs(draw):
+    """A strided convolution of an input with 1-4 features: sizes, kernel, stride, padding."""
+    spatial = draw(st.sampled_from([1, 2]))
+    kernel = [draw(st.integers(1, 5)) for _ in range(spatial)]
+    strides = [draw(st.integers(1, 3)) for _ in range(spatial)]
+    if all(s == 1 for s in strides):
+        strides[0] = 2
+    sizes = [draw(st.integers(k, k + 7)) for k in kernel]
+    padding = [(draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(spatial)]
+    assume(all(n + lo + hi >= k for n, (lo, hi), k in zip(sizes, padding, kernel, strict=True)))
+    features = draw(st.integers(1, 4))
+    return spatial, sizes, kernel, strides, padding, features, draw(st.booleans())
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(_strided_convs())
+def test_few_feature_strided_convs_run_as_a_matrix_product_with_the_primitives_values(conv):
+    """Value, both reverse-mode gradients and the forward-mode tangent, against lax."""
+    spatial, sizes, kernel, strides, padding, features, channels_first = conv
+    numbers = _STRIDED_LAYOUTS[spatial]
+    x = jax.random.normal(jax.random.key(0), (2, *sizes, features))
+    w = jax.random.normal(jax.random.key(1), (*kernel, features, 3))
+    if channels_first:
+        x, w = jnp.moveaxis(x, -1, 1), jnp.moveaxis(w, (-1, -2), (0, 1))
+        lhs, rhs, out = numbers
+        numbers = (
+            lhs[0] + lhs[-1] + lhs[1:-1],
+            rhs[-1] + rhs[-2] + rhs[:-2],
+            out[0] + out[-1] + out[1:-1],
+        )
+
+    def conv_fn(x, w):
+        return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=numbers)
+
+    fast = backend.fast_conv_grads(conv_fn)
+    jaxpr = str(jax.make_jaxpr(fast)(x, w))
+    assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
+
+    def loss(fn):
+        return lambda x, w: jnp.sum(jnp.sin(fn(x, w)))
+
+    expected = jax.value_and_grad(loss(conv_fn), argnums=(0, 1))(x, w)
+    got = jax.jit(jax.value_and_grad(loss(fast), argnums=(0, 1)))(x, w)
+    _assert_trees_close(got, expected)
+    _assert_trees_close(jax.jit(fast)(x, w), conv_fn(x, w))
+    tangent = jax.jvp(lambda x: conv_fn(x, w), (x,), (jnp.cos(x),))[1]
+    got_tangent = jax.jit(lambda x: jax.jvp(lambda x: fast(x, w), (x,), (jnp.cos(x),))[1])(x)
+    _assert_trees_close(got_tangent, tangent)
+
+
+@pytest.mark.parametrize(
+    ("features", "strides", "rewritten"),
+    [(1, (2, 2), True), (4, (2, 2), True), (8, (2, 2), False), (1, (1, 1), False)],
+)
+def test_only_strided_convs_of_few_input_features_become_a_matrix_product(
+    features, strides, rewritten
+):
+    w = jnp.ones((4, 4, features, 16))
+    fn = lambda x: lax.conv_general_dilated(  # noqa: E731
+        x, w, strides, ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    jaxpr = str(jax.make_jaxpr(backend.fast_conv_grads(fn))(jnp.ones((2, 28, 28, features))))
+    assert ("dot_general" in jaxpr) == rewritten
+    assert (_MARK in jaxpr) == (not rewritten)
