@@ -22,7 +22,11 @@ layer of most MNIST nets) run as a matrix product of space-to-depth patches
 transposed input gradient, in a generic loop; as a product the PGD step of
 the fast-adversarial-training MNIST net took 21% less time (one core, batch
 250; docs/performance.md).
-Their values equal the primitive's up to the order of float sums.
+Their values equal the primitive's up to the order of float sums. Wider
+strided convolutions whose kernel is a whole number of strides (4x4 with
+stride 2) keep the primitive's values and get their input gradient as a
+stride-1 convolution of space-to-depth blocks, not as a convolution of a
+zero-interleaved gradient: 13% less time again for the same PGD step.
 The convolution rewrite is a ``jax.custom_jvp``, so forward mode (``jax.jvp``,
 ``jacfwd``, ``linearize``) and reverse mode both work, and interpreters that
 inline ``custom_jvp_call`` (``advjax.certify``) see the plain convolution
@@ -70,6 +74,11 @@ def _conv_with_canonical_input_grad(frozen: tuple) -> Callable:
     memory, labelled ``oi``); JAX's transpose rule swaps the labels back, so the
     input gradient that reverse mode derives from it is canonical. Forward mode
     (``jax.jvp``, ``jacfwd``, ``linearize``) uses the same rule directly.
+    A strided convolution whose kernel is a whole number of strides (4x4 with
+    stride 2) gets its input tangent as a stride-1 convolution of
+    space-to-depth blocks (:func:`_blocked_conv`): the input gradient is then
+    a stride-1 convolution too, not a convolution of a zero-interleaved
+    (``lhs_dilate``) gradient, three quarters of whose products are by zero.
     """
     params = dict(frozen)
     numbers = params["dimension_numbers"]
@@ -91,7 +100,9 @@ def _conv_with_canonical_input_grad(frozen: tuple) -> Callable:
         lhs_dot, rhs_dot = tangents
         out = conv(lhs, rhs)
         terms = []
-        if not isinstance(lhs_dot, SymbolicZero):
+        if not isinstance(lhs_dot, SymbolicZero) and _kernel_tiles_strides(params, rhs.shape):
+            terms.append(_blocked_conv(params, lhs_dot, rhs))
+        elif not isinstance(lhs_dot, SymbolicZero):
             # The same convolution, kernel O/I swapped in memory: canonical once transposed.
             rhs_swapped = jnp.transpose(rhs, perm)
             terms.append(lax.conv_general_dilated_p.bind(lhs_dot, rhs_swapped, **swapped))
@@ -136,25 +147,34 @@ def _blocks(size: int, stride: int) -> int:
     return -(-size // stride)
 
 
-def _strided_conv_as_matmul(params: dict, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
-    """A strided convolution as space-to-depth blocks, their patches, and one matrix product.
+def _kernel_tiles_strides(params: dict, kernel_shape) -> bool:
+    """Whether a strided, undilated, ungrouped convolution's kernel is a whole number of strides."""
+    numbers, strides = params["dimension_numbers"], params["window_strides"]
+    kernel = [kernel_shape[axis] for axis in numbers.rhs_spec[2:]]
+    return (
+        any(s > 1 for s in strides)
+        and all(k % s == 0 for k, s in zip(kernel, strides, strict=True))
+        and all(d == 1 for d in (*params["lhs_dilation"], *params["rhs_dilation"]))
+        and params["feature_group_count"] == 1
+        and params["batch_group_count"] == 1
+    )
+
+
+def _blocked_operands(params: dict, lhs: jax.Array, rhs: jax.Array):
+    """A strided convolution's operands as space-to-depth blocks.
 
     The padded input is cut into ``stride``-sized blocks whose pixels become
-    features (space-to-depth); the convolution is then a stride-1 convolution
-    of the blocks with a kernel of ``ceil(k / stride)`` blocks (the kernel
-    zero-padded to a multiple of the stride), written as the concatenation of
-    its shifted views times the reshaped kernel. Same values as the primitive
-    up to the order of the sums; reverse mode differentiates it into slices,
-    pads and products that XLA:CPU fuses, instead of a strided transposed
-    convolution.
+    features; the convolution is then a stride-1 ``VALID`` convolution of the
+    blocks ``[N, *blocks, prod(strides) * C]`` with a kernel of
+    ``ceil(k / stride)`` blocks ``[*kernel_blocks, prod(strides) * C, O]``
+    (zero-padded to a multiple of the stride). Returns both, channels last,
+    and the output's spatial sizes.
     """
     numbers = params["dimension_numbers"]
-    spatial = len(params["window_strides"])
     strides, padding = params["window_strides"], params["padding"]
-    # Channels-last views: x [N, *spatial, C], w [*spatial, C, O].
     x = jnp.transpose(lhs, (numbers.lhs_spec[0], *numbers.lhs_spec[2:], numbers.lhs_spec[1]))
     w = jnp.transpose(rhs, (*numbers.rhs_spec[2:], numbers.rhs_spec[1], numbers.rhs_spec[0]))
-    kernel = w.shape[:spatial]
+    kernel = w.shape[: len(strides)]
     kernel_blocks = [_blocks(k, s) for k, s in zip(kernel, strides, strict=True)]
     out = [
         (x.shape[1 + i] + lo + hi - k) // s + 1
@@ -178,12 +198,29 @@ def _strided_conv_as_matmul(params: dict, lhs: jax.Array, rhs: jax.Array) -> jax
         [(0, kb * s - k) for kb, s, k in zip(kernel_blocks, strides, kernel, strict=True)]
         + [(0, 0), (0, 0)],
     )
-    x = _space_to_depth(x, strides, leading=1)
-    w = _space_to_depth(w, strides, leading=0)
+    return _space_to_depth(x, strides, leading=1), _space_to_depth(w, strides, leading=0), out
+
+
+def _to_output_layout(y: jax.Array, numbers) -> jax.Array:
+    """``[N, *spatial, O]`` -> the convolution's own output layout."""
+    order = (numbers.out_spec[0], *numbers.out_spec[2:], numbers.out_spec[1])
+    return jnp.transpose(y, tuple(int(i) for i in np.argsort(order)))
+
+
+def _strided_conv_as_matmul(params: dict, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    """A strided convolution as the patches of its space-to-depth blocks times the kernel.
+
+    The stride-1 convolution of :func:`_blocked_operands` is written as the
+    concatenation of the blocks' shifted views times the reshaped kernel.
+    Same values as the primitive up to the order of the sums; reverse mode
+    differentiates it into slices, pads and products that XLA:CPU fuses,
+    instead of a strided transposed convolution.
+    """
+    x, w, out = _blocked_operands(params, lhs, rhs)
     patches = jnp.concatenate(
         [
             x[(slice(None), *(slice(o, o + n) for o, n in zip(offset, out, strict=True)))]
-            for offset in itertools.product(*(range(kb) for kb in kernel_blocks))
+            for offset in itertools.product(*(range(kb) for kb in w.shape[:-2]))
         ],
         axis=-1,
     )
@@ -194,9 +231,39 @@ def _strided_conv_as_matmul(params: dict, lhs: jax.Array, rhs: jax.Array) -> jax
         precision=params["precision"],
         preferred_element_type=params["preferred_element_type"],
     )
-    # Back from [N, *spatial, O] to the output's own layout.
-    order = (numbers.out_spec[0], *numbers.out_spec[2:], numbers.out_spec[1])
-    return jnp.transpose(y, tuple(int(i) for i in np.argsort(order)))
+    return _to_output_layout(y, params["dimension_numbers"])
+
+
+def _blocked_conv(params: dict, lhs: jax.Array, rhs: jax.Array) -> jax.Array:
+    """The strided convolution as a stride-1 convolution of space-to-depth blocks.
+
+    Linear in ``lhs``: the input tangent of :func:`_conv_with_canonical_input_grad`.
+    Its kernel is bound with its feature axes swapped in memory (labels
+    ``...oi``), so that the transpose reverse mode derives from it, the input
+    gradient, is the canonical stride-1 convolution.
+    """
+    x, w, _ = _blocked_operands(params, lhs, rhs)
+    spatial = x.ndim - 2
+    swapped = jnp.swapaxes(w, -1, -2)  # [*kernel_blocks, O, I]
+    numbers = lax.ConvDimensionNumbers(
+        lhs_spec=(0, spatial + 1, *range(1, spatial + 1)),
+        rhs_spec=(spatial, spatial + 1, *range(spatial)),
+        out_spec=(0, spatial + 1, *range(1, spatial + 1)),
+    )
+    ones = (1,) * spatial
+    y = lax.conv_general_dilated_p.bind(
+        x,
+        swapped,
+        **{
+            **params,
+            "window_strides": ones,
+            "padding": ((0, 0),) * spatial,
+            "lhs_dilation": ones,
+            "rhs_dilation": ones,
+            "dimension_numbers": numbers,
+        },
+    )
+    return _to_output_layout(y, params["dimension_numbers"])
 
 
 def _space_to_depth(z: jax.Array, strides, leading: int) -> jax.Array:
