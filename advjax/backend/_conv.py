@@ -100,7 +100,12 @@ def _conv_with_canonical_input_grad(frozen: tuple) -> Callable:
         lhs_dot, rhs_dot = tangents
         out = conv(lhs, rhs)
         terms = []
-        if not isinstance(lhs_dot, SymbolicZero) and _kernel_tiles_strides(params, rhs.shape):
+        nonempty = out.size and lhs.size and rhs.size  # leave empty ones to the primitive
+        if (
+            not isinstance(lhs_dot, SymbolicZero)
+            and nonempty
+            and _kernel_tiles_strides(params, rhs.shape)
+        ):
             terms.append(_blocked_conv(params, lhs_dot, rhs))
         elif not isinstance(lhs_dot, SymbolicZero):
             # The same convolution, kernel O/I swapped in memory: canonical once transposed.
@@ -133,7 +138,10 @@ def _is_few_feature_strided_conv(eqn) -> bool:
     lhs, rhs = (v.aval for v in eqn.invars)
     in_features = rhs.shape[params["dimension_numbers"].rhs_spec[1]]
     return (
-        any(s > 1 for s in params["window_strides"])
+        lhs.size > 0
+        and rhs.size > 0
+        and eqn.outvars[0].aval.size > 0  # empty ones are left to the primitive
+        and any(s > 1 for s in params["window_strides"])
         and all(d == 1 for d in (*params["lhs_dilation"], *params["rhs_dilation"]))
         and params["feature_group_count"] == 1
         and params["batch_group_count"] == 1
@@ -468,12 +476,10 @@ def _interpret(jaxpr, consts, *args):
 
 
 def _is_tiling_max_pool(eqn) -> bool:
+    if eqn.primitive is not lax.reduce_window_max_p:  # (iota & co. have no operands)
+        return False
     aval = eqn.invars[0].aval
-    return (
-        eqn.primitive is lax.reduce_window_max_p
-        and jnp.issubdtype(aval.dtype, jnp.floating)
-        and _pool_tiles(eqn.params, aval.shape)
-    )
+    return jnp.issubdtype(aval.dtype, jnp.floating) and _pool_tiles(eqn.params, aval.shape)
 
 
 def _has_conv(jaxpr) -> bool:

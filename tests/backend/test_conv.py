@@ -398,3 +398,41 @@ def test_input_gradient_of_a_kernel_of_whole_strides_is_a_stride_1_convolution()
     # 3x3 stride 2 (not a whole number of strides): the swapped-kernel rule.
     program = _input_gradient_program(features=16, kernel=3)
     assert any("lhs_dilate" in line for line in program.splitlines() if " convolution(" in line)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "strides", "padding"),
+    [
+        ((0, 8, 8, 1), (3, 3, 1, 4), (2, 2), "SAME"),  # batch 0, matrix-product rule
+        ((0, 8, 8, 8), (4, 4, 8, 4), (2, 2), "SAME"),  # batch 0, blocked input tangent
+        ((2, 8, 8, 1), (3, 3, 1, 0), (2, 2), "SAME"),  # no output features
+        ((2, 2, 2, 1), (9, 9, 1, 4), (3, 3), "VALID"),  # kernel larger than the input
+        ((2, 9, 9, 8), (4, 4, 8, 4), (2, 2), ((-8, 0), (0, 0))),  # cropped to nothing
+    ],
+)
+def test_empty_strided_convolutions_are_left_to_the_primitive(x_shape, w_shape, strides, padding):
+    x, w = jnp.ones(x_shape), jnp.ones(w_shape)
+
+    def fn(x, w):
+        numbers = ("NHWC", "HWIO", "NHWC")
+        return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=numbers)
+
+    def shapes(fn):
+        value = jax.jit(fn)(x, w)
+        grads = jax.grad(lambda x, w: fn(x, w).sum(), argnums=(0, 1))(x, w)
+        return value.shape, [g.shape for g in grads]
+
+    assert shapes(backend.fast_conv_grads(fn)) == shapes(fn)
+
+
+def test_operands_without_inputs_do_not_stop_the_rewrite():
+    w = jax.random.normal(jax.random.key(1), (9, 2, 4))
+
+    def fn(x):
+        y = lax.conv_general_dilated(x, w, (2,), "VALID", dimension_numbers=("NCW", "OIW", "NCW"))
+        return (y * jnp.arange(y.size).reshape(y.shape)).sum()
+
+    x = jnp.ones((1, 2, 9))
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(backend.fast_conv_grads(fn)))(x), jax.grad(fn)(x), rtol=1e-5
+    )
