@@ -141,10 +141,7 @@ def _is_few_feature_strided_conv(eqn) -> bool:
         lhs.size > 0
         and rhs.size > 0
         and eqn.outvars[0].aval.size > 0  # empty ones are left to the primitive
-        and any(s > 1 for s in params["window_strides"])
-        and all(d == 1 for d in (*params["lhs_dilation"], *params["rhs_dilation"]))
-        and params["feature_group_count"] == 1
-        and params["batch_group_count"] == 1
+        and _is_plain_strided(params)
         and in_features <= _FEW_INPUT_FEATURES
         and jnp.issubdtype(lhs.dtype, jnp.floating)
         and lhs.dtype == rhs.dtype
@@ -155,16 +152,22 @@ def _blocks(size: int, stride: int) -> int:
     return -(-size // stride)
 
 
-def _kernel_tiles_strides(params: dict, kernel_shape) -> bool:
-    """Whether a strided, undilated, ungrouped convolution's kernel is a whole number of strides."""
-    numbers, strides = params["dimension_numbers"], params["window_strides"]
-    kernel = [kernel_shape[axis] for axis in numbers.rhs_spec[2:]]
+def _is_plain_strided(params: dict) -> bool:
+    """A convolution with a stride above 1, no dilation and one feature and batch group."""
     return (
-        any(s > 1 for s in strides)
-        and all(k % s == 0 for k, s in zip(kernel, strides, strict=True))
+        any(s > 1 for s in params["window_strides"])
         and all(d == 1 for d in (*params["lhs_dilation"], *params["rhs_dilation"]))
         and params["feature_group_count"] == 1
         and params["batch_group_count"] == 1
+    )
+
+
+def _kernel_tiles_strides(params: dict, kernel_shape) -> bool:
+    """Whether a plain strided convolution's kernel is a whole number of strides."""
+    numbers, strides = params["dimension_numbers"], params["window_strides"]
+    kernel = [kernel_shape[axis] for axis in numbers.rhs_spec[2:]]
+    return _is_plain_strided(params) and all(
+        k % s == 0 for k, s in zip(kernel, strides, strict=True)
     )
 
 
@@ -497,7 +500,8 @@ def _has_conv(jaxpr) -> bool:
 def fast_conv_grads(fn: Callable) -> Callable:
     """Rewrites every convolution and max pooling in ``fn`` for fast gradients on CPU.
 
-    Same values and gradients; the input gradient of each convolution (what
+    Same values and gradients (up to float summation order where said
+    below and in the module docstring); the input gradient of each convolution (what
     an attack computes every step) stays in XLA:CPU's fast convolution
     kernel inside the attack's loop (:func:`conv_general_dilated`); a strided
     convolution of an input with at most 4 features runs as a matrix product
