@@ -311,6 +311,32 @@ def admissible(attack, x, x_adv) -> jax.Array:
     return verify(x, x_adv, constraints)["valid"]
 
 
+def is_zero_budget(eps) -> bool:
+    """Whether ``eps`` is one concrete budget of 0: a ball that holds only the clean input.
+
+    An attack with such a budget returns its input unchanged without running (or
+    compiling) its loop: every point it could find is projected back onto ``x``.
+    A traced budget, a per-example array of budgets or ``None`` (no ball) is not.
+
+    Args:
+      eps: the budget an attack was built with.
+
+    Returns:
+      ``True`` for a scalar Python, NumPy or concrete JAX zero.
+
+    Example:
+      >>> import numpy as np
+      >>> from advjax.attacks._guard import is_zero_budget
+      >>> is_zero_budget(0.0), is_zero_budget(np.float32(0)), is_zero_budget(0.1)
+      (True, True, False)
+      >>> is_zero_budget(None), is_zero_budget(np.zeros(3))
+      (False, False)
+    """
+    if eps is None or isinstance(eps, jax.core.Tracer) or np.ndim(eps) != 0:
+        return False
+    return float(eps) == 0.0
+
+
 def guarded(
     run,
     *,
@@ -329,6 +355,8 @@ def guarded(
     count against ``min_classes``, runs ``run`` on float32 inputs (float64 for
     float64) with labels as int32 or float32 rows, and returns a result that
     :func:`enforce` made admissible, in the input's dtype.
+    With a concrete budget of 0 (:func:`is_zero_budget`) the attack returns its
+    input as it is, without running or compiling its loop.
 
     Args:
       run: the attack's loop.
@@ -361,13 +389,20 @@ def guarded(
     check_epsilon(eps)  # a traced budget is checked inside the program it belongs to
     threat = get_threat_model(norm) if norm is not None else None
     constraints = Constraints(threat, eps, float(clip_min), float(clip_max))
+    zero_budget = is_zero_budget(eps)
 
     def check(logits_fn, x, y):
         check_classes(check_batch(logits_fn, x, y, clip_min, clip_max), min_classes, name)
 
     def core(logits_fn, x, y, *, key):
         x = jax.lax.stop_gradient(x)
-        out = run(logits_fn, x.astype(compute_dtype(x.dtype)), as_targets(y), key=key)
+        inputs = (x.astype(compute_dtype(x.dtype)), as_targets(y), key)
+        if zero_budget:
+            # The ball of radius 0 holds only x: nothing to search, nothing to compile. The
+            # loop is still traced (not run), so its own checks (a loss's class count) raise.
+            jax.eval_shape(lambda x, y, key: run(logits_fn, x, y, key=key), *inputs)
+            return enforce(x, x, constraints)
+        out = run(logits_fn, *inputs[:2], key=key)
         x_adv, *extras = out if tuple_output else (out,)
         x_adv = enforce(x, jax.lax.stop_gradient(x_adv), constraints)
         return (x_adv, *extras) if tuple_output else x_adv
