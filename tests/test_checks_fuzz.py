@@ -31,16 +31,13 @@ FAST_CASES = 100  # per entry point in the default suite; -m slow runs 10,000 pe
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _release_compiled_programs():
-    """Drops the fuzz's attacks, and the few hundred programs compiled for them, at the end.
-
-    The programs belong to the ``jax.jit`` objects these caches hold. JAX's global caches
-    are left alone: clearing them cost 2-3 s each time and made later tests compile again
-    the small operations they share with the fuzz.
-    """
+def _fresh_compilation_caches():
+    """Starts and ends with empty compilation caches: the fuzz compiles a few hundred programs."""
+    jax.clear_caches()
     yield
     for cached in (_built, _jitted, _bounds, _crown, _train_step):
         cached.cache_clear()
+    jax.clear_caches()
 
 
 _W = np.random.default_rng(0).normal(size=(FEATURES, 4)).astype(np.float32)
