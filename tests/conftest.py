@@ -88,7 +88,9 @@ def _share_one_compilation_cache(config):
         os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="advjax-tests-xla-")
         config.advjax_owned_cache = os.environ[_CACHE_VARIABLE]
     jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_VARIABLE])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # Programs that compile in under 0.1 s (single eager operations, thousands of them)
+    # cost more to serialise and write than to compile again in the other worker.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 
 @pytest.fixture(scope="session")
