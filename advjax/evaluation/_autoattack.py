@@ -19,7 +19,7 @@ from advjax._checks import (
     check_epsilon,
     check_positive_int,
 )
-from advjax._compile import per_model
+from advjax._compile import hashable, per_model
 from advjax.attacks import (
     REJECTION_REASONS,
     Constraints,
@@ -218,6 +218,11 @@ def _load_state(directory: Path, config):
         return arrays["robust"], arrays["x_adv"], state["attacks_run"], state["per_attack"]
 
 
+#: :func:`advjax.attacks.verify` as one compiled program per budget and shape (not one
+#: small program per operation, as eagerly).
+_compiled_verify = jax.jit(verify, static_argnums=2)
+
+
 def judge_points(x, y, x_adv, constraints: Constraints, predictions: Callable):
     """Which attack outputs count as broken: valid (re-verified) and misclassified.
 
@@ -242,7 +247,8 @@ def judge_points(x, y, x_adv, constraints: Constraints, predictions: Callable):
       >>> fooled.tolist(), rejected["outside_ball"]
       ([True, False], 1)
     """
-    checks = {k: np.asarray(v) for k, v in verify(x, x_adv, constraints).items()}
+    check = _compiled_verify if hashable(constraints) else verify
+    checks = {k: np.asarray(v) for k, v in check(x, x_adv, constraints).items()}
     rejected = {reason: int(checks[reason].sum()) for reason in REJECTION_REASONS}
     return (np.asarray(predictions(x_adv)) != y) & checks["valid"], rejected
 

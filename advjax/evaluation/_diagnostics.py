@@ -31,13 +31,19 @@ def non_finite_gradient_warning(count: int, total: int) -> str:
 
 
 @per_model
-def _gradient_mask(logits_fn):
-    @jax.jit
-    def mask(xb, yb):
-        grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), yb)))(xb)
-        return ~jnp.all(jnp.isfinite(grad).reshape(grad.shape[0], -1), -1)
+def _input_gradient_summary(logits_fn):
+    """Jitted ``(x, y) ->`` per example: finite, largest ``|g|``, zero coordinates of ``g``.
 
-    return mask
+    ``g`` is the cross-entropy's input gradient. One compiled program serves both
+    the NaN count over all examples and the masking checks on one batch.
+    """
+
+    @jax.jit
+    def summary(xb, yb):
+        grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), yb)))(xb).reshape(xb.shape[0], -1)
+        return jnp.all(jnp.isfinite(grad), -1), jnp.max(jnp.abs(grad), -1), jnp.sum(grad == 0, -1)
+
+    return summary
 
 
 def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
@@ -50,9 +56,11 @@ def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
       >>> non_finite_gradient_mask(unstable, jnp.array([[0.0], [0.5]]), jnp.array([0, 0]), 2)
       array([ True, False])
     """
-    mask = _gradient_mask(logits_fn)
+    summary = _input_gradient_summary(logits_fn)
     parts = [
-        np.asarray(mask(jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size])))
+        ~np.asarray(
+            summary(jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size]))[0]
+        )
         for i in range(0, len(x), batch_size)
     ]
     return np.concatenate(parts) if parts else np.zeros(0, bool)
@@ -131,11 +139,9 @@ def gradient_masking_checks(
       (1.0, 1)
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
-    grad = jax.grad(lambda xx: jnp.sum(ce(logits_fn(xx), y)))(x)
-    finite = np.asarray(jnp.all(jnp.isfinite(grad).reshape(grad.shape[0], -1), -1))
-    per_example = np.asarray(jnp.max(jnp.abs(grad).reshape(grad.shape[0], -1), -1))
-    zero_share = float(np.mean((per_example == 0) & finite))
-    coordinate_share = float(jnp.mean(grad == 0))
+    finite, largest, zeros = (np.asarray(a) for a in _input_gradient_summary(logits_fn)(x, y))
+    zero_share = float(np.mean((largest == 0) & finite))
+    coordinate_share = float(zeros.sum() / max(x.size, 1))
     first, second = np.asarray(logits_fn(x)), np.asarray(logits_fn(x))
     logit_change = _largest_change(first, second)
     figures: dict[str, Any] = {
