@@ -14,7 +14,9 @@ MNIST test set (no training used them), at Linf eps = 0.3, in one process:
 
 Printed per model: clean and robust accuracy, the images standard AutoAttack
 broke that the fast evaluation did not (and the reverse), wall times (compile
-included) and the ratio fast / standard, and whether the fast evaluation
+included: JAX's compilation caches are cleared before each evaluation, so the
+one timed second does not reuse programs the first compiled) and the ratio
+fast / standard, and whether the fast evaluation
 escalated (and why). Runs missing from ``--runs-dir`` are trained first with
 ``advjax train <recipe>`` (about 3-4 minutes each on a 2-core CPU).
 
@@ -171,11 +173,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         key = jax.random.key(0)
         if args.tiny:
             aa_options["attacks"] = evaluation.standard_attacks(EPS, steps=4, queries=20)
+        jax.clear_caches()  # each evaluation compiles its own programs: no head start
         started = time.perf_counter()
         aa = evaluation.autoattack(
             logits_fn, x, y, eps=EPS, key=key, batch_size=args.batch_size, **aa_options
         )
         aa_seconds = time.perf_counter() - started
+        jax.clear_caches()
         started = time.perf_counter()
         fast = evaluation.fast_autoattack(
             logits_fn, x, y, eps=EPS, key=key, batch_size=args.batch_size, **fast_options
