@@ -33,7 +33,12 @@ from advjax._checks import (
     check_range,
 )
 from advjax._compile import hashable
-from advjax.attacks._threat import ThreatModel, get_threat_model, per_example_value
+from advjax.attacks._threat import (
+    THREAT_MODELS,
+    ThreatModel,
+    get_threat_model,
+    per_example_value,
+)
 
 #: Relative slack on ``norm(x_adv - x) <= eps`` for the norm's own rounding.
 BALL_SLACK = 1e-6
@@ -355,8 +360,9 @@ def guarded(
     count against ``min_classes``, runs ``run`` on float32 inputs (float64 for
     float64) with labels as int32 or float32 rows, and returns a result that
     :func:`enforce` made admissible, in the input's dtype.
-    With a concrete budget of 0 (:func:`is_zero_budget`) the attack returns its
-    input as it is, without running or compiling its loop.
+    With a concrete budget of 0 (:func:`is_zero_budget`) in a built-in norm, a
+    single output and a hashable model, the attack returns its input as it is,
+    without running or compiling its loop.
 
     Args:
       run: the attack's loop.
@@ -389,7 +395,10 @@ def guarded(
     check_epsilon(eps)  # a traced budget is checked inside the program it belongs to
     threat = get_threat_model(norm) if norm is not None else None
     constraints = Constraints(threat, eps, float(clip_min), float(clip_max))
-    zero_budget = is_zero_budget(eps)
+    # Only a built-in norm is known to hold nothing but x at radius 0 (a user's threat model
+    # may leave some coordinates free), and a tuple output carries figures only the loop
+    # knows (Square's query counts).
+    zero_budget = is_zero_budget(eps) and not tuple_output and threat in THREAT_MODELS.values()
 
     def check(logits_fn, x, y):
         check_classes(check_batch(logits_fn, x, y, clip_min, clip_max), min_classes, name)
@@ -397,7 +406,7 @@ def guarded(
     def core(logits_fn, x, y, *, key):
         x = jax.lax.stop_gradient(x)
         inputs = (x.astype(compute_dtype(x.dtype)), as_targets(y), key)
-        if zero_budget:
+        if zero_budget and hashable(logits_fn):  # an unhashable model runs eagerly, as ever
             # The ball of radius 0 holds only x: nothing to search, nothing to compile. The
             # loop is still traced (not run), so its own checks (a loss's class count) raise.
             jax.eval_shape(lambda x, y, key: run(logits_fn, x, y, key=key), *inputs)

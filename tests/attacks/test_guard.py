@@ -69,3 +69,47 @@ def test_a_zero_budget_still_raises_the_attacks_own_errors(use_jit):
 
     with pytest.raises(ValueError, match="at least 3 classes"):
         (jax.jit(call) if use_jit else call)(jnp.full((2, 4), 0.5), jnp.array([0, 1]))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: advjax.square(0.0, queries=3, return_queries=True),
+        lambda: advjax.hopskipjump(
+            0.0,
+            iterations=1,
+            grad_samples=2,
+            max_grad_samples=2,
+            init_samples=2,
+            search_steps=1,
+            return_queries=True,
+        ),
+    ],
+)
+def test_a_zero_budget_keeps_the_query_counts_of_a_tuple_output(build):
+    x, y = jnp.full((2, 4), 0.5), jnp.array([0, 1])
+    x_adv, queries = build()(lambda v: v @ _W, x, y, key=jax.random.key(0))
+    assert x_adv.shape == x.shape and queries.shape == (2,)
+    np.testing.assert_array_equal(np.asarray(x_adv), np.asarray(x))
+
+
+def test_a_zero_budget_in_a_users_threat_model_still_runs_the_attack():
+    from advjax.attacks import ThreatModel
+
+    free_last = jnp.array([1.0, 1.0, 1.0, 0.0])  # its "norm" ignores the last feature
+    threat = ThreatModel(
+        name="linf_but_last",
+        norm=lambda d: jnp.abs(d * free_last).reshape(d.shape[0], -1).max(-1),
+        project=lambda d, eps: jnp.where(free_last > 0, jnp.clip(d, -eps, eps), d),
+        direction=jnp.sign,
+        random_init=lambda key, shape, eps: jnp.zeros(shape),
+    )
+    w = jnp.array([[0.1, -0.1], [0.1, -0.1], [0.1, -0.1], [1.0, -1.0]])
+    attack = advjax.pgd(0.0, steps=5, norm=threat, step_size=0.2, random_start=False)
+    x_adv = attack(
+        lambda v: v @ w + jnp.array([-0.3, 0.3]),
+        jnp.full((1, 4), 0.5),
+        jnp.array([0]),
+        key=jax.random.key(0),
+    )
+    np.testing.assert_allclose(np.asarray(x_adv), [[0.5, 0.5, 0.5, 0.0]])  # the free feature moved
