@@ -28,7 +28,7 @@ _FAST_COMPILE_OPTIONAL_FLAGS = (
 def pytest_configure(config):
     """Cheaper compilation for the whole session: most of the suite's time is XLA compiling."""
     if "not slow" in (config.getoption("markexpr") or ""):  # the default tier
-        _compile_without_llvm_optimization()
+        _compile_quickly()
     _share_one_compilation_cache(config)
 
 
@@ -39,7 +39,7 @@ def pytest_unconfigure(config):
         del os.environ[_CACHE_VARIABLE]
 
 
-def _compile_without_llvm_optimization():
+def _compile_quickly():
     """Compiles every test program the quick way (XLA's own HLO passes still run).
 
     XLA:CPU compiles hundreds of small programs once each in this suite, while the tests
@@ -47,8 +47,9 @@ def _compile_without_llvm_optimization():
     turns LLVM's optimisation off, emits fused loops with XLA:CPU's older elemental
     emitter instead of the MLIR fusion emitters, and compiles each program in one piece
     (no parallel code generation: the xdist workers already use every core). Measured on
-    the 2-core CI machine: Square's compiled loop 0.74 s -> 0.28 s, and the fuzz, recipe
-    and evaluation tests 209 s -> 98 s. Set before any backend starts (JAX reads
+    the 2-core development machine (2026-12-03): one jitted Square on a linear model
+    compiled in 0.74 s -> 0.28 s, and the fuzz, recipe and evaluation tests took
+    209 s -> 98 s. Set before any backend starts (JAX reads
     ``XLA_FLAGS`` then), so the xdist workers and child processes inherit it. The default
     tier only: ``-m slow`` (end-to-end runs, benchmarks that time compiled code) and
     ``ADVJAX_TEST_FULL_OPTIMIZATION=1`` keep XLA's default.

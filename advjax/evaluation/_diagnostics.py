@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from advjax._compile import per_model
+from advjax.data import map_batches
 from advjax.losses import ce
 
 BLACK_BOX_NAMES = ("square", "hopskipjump", "hsj", "one_pixel", "onepixel", "boundary")
@@ -56,14 +57,13 @@ def non_finite_gradient_mask(logits_fn, x, y, batch_size: int) -> np.ndarray:
       >>> non_finite_gradient_mask(unstable, jnp.array([[0.0], [0.5]]), jnp.array([0, 0]), 2)
       array([ True, False])
     """
+    if not len(x):
+        return np.zeros(0, bool)
     summary = _input_gradient_summary(logits_fn)
-    parts = [
-        ~np.asarray(
-            summary(jnp.asarray(x[i : i + batch_size]), jnp.asarray(y[i : i + batch_size]))[0]
-        )
-        for i in range(0, len(x), batch_size)
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0, bool)
+    finite = map_batches(
+        lambda xb, yb: summary(xb, yb)[0], [x, y], batch_size=min(batch_size, len(x))
+    )
+    return ~np.asarray(finite)
 
 
 def input_validity_findings(
