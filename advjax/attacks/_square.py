@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, project_to_threat
-from advjax.attacks._guard import guarded
+from advjax.attacks._guard import Constraints, enforce, guarded
 from advjax.attacks._threat import ThreatModel, get_threat_model, l2, linf, per_norm
 from advjax.losses import as_labels, ce, cw_margin
 
@@ -571,52 +571,14 @@ def square(
       >>> bool(jnp.abs(x_adv - x).max() <= 0.1 + 1e-6), q.shape
       (True, (2,))
     """
-    check_epsilon(eps)
-    queries = check_positive_int(queries, "queries")
-    check_range(clip_min, clip_max)
-    threat = get_threat_model(norm)
-    scheme = per_norm(SQUARE_SCHEMES, threat, "square")
-    if not 0.0 < p_init <= 1.0:
-        raise ValueError(f"p_init must be in (0, 1], got {p_init}.")
-    if loss not in ("margin", "ce"):
-        raise ValueError(f"unknown loss {loss!r}; choose 'margin' or 'ce'.")
+    scheme, settings = _checked_settings(
+        eps, norm, queries, p_init, targeted, loss, clip_min, clip_max
+    )
+    threat = settings.threat
 
     def attack(logits_fn, x, y, *, key):
-        shape = x.shape
-        xi = _as_nhwc(x)
-        labels = as_labels(y)
-
-        def evaluate(candidate):
-            logits = logits_fn(candidate.reshape(shape))
-            return square_objective(logits, labels, targeted=targeted, loss=loss)
-
-        def project(candidate):
-            flat = project_to_threat(threat, x, candidate.reshape(shape), eps, clip_min, clip_max)
-            return flat.reshape(xi.shape)
-
-        ctx = SquareContext(xi, eps, queries, p_init, clip_min, clip_max, project)
-        init_key, loop_key = jax.random.split(key)
-        x0 = scheme.init(ctx, init_key)
-        value0, done0 = evaluate(x0)
-        clean_value, clean_done = evaluate(xi)
-        x0 = _select(clean_done, xi, x0)
-        value0 = jnp.where(clean_done, clean_value, value0)
-        done0 = clean_done | done0
-
-        def cond(state: SquareState):
-            return (state.i < queries) & ~jnp.all(state.done)
-
-        def body(state: SquareState):
-            step_key = jax.random.fold_in(loop_key, state.i)
-            candidate = scheme.update(ctx, step_key, state.i, state.x_best)
-            value, success = evaluate(candidate)
-            return square_accept(state, candidate, value, success)
-
-        used0 = jnp.where(clean_done, 1, 2).astype(jnp.int32)
-        state = SquareState(jnp.asarray(0), x0, value0, done0, used0)
-        state = jax.lax.while_loop(cond, body, state)
-        x_adv = jax.lax.stop_gradient(state.x_best.reshape(shape))
-        return (x_adv, state.used) if return_queries else x_adv
+        x_adv, used = _search(logits_fn, x, y, key, scheme, settings)
+        return (x_adv, used) if return_queries else x_adv
 
     return guarded(
         attack,
@@ -627,3 +589,143 @@ def square(
         clip_max=clip_max,
         tuple_output=return_queries,
     )
+
+
+class _SearchSettings(NamedTuple):
+    threat: ThreatModel
+    eps: float
+    queries: int
+    p_init: float
+    targeted: bool
+    loss: str
+    clip_min: float
+    clip_max: float
+
+
+def _checked_settings(eps, norm, queries, p_init, targeted, loss, clip_min, clip_max):
+    """The builders' argument checks; ``(scheme, settings)``."""
+    check_epsilon(eps)
+    queries = check_positive_int(queries, "queries")
+    check_range(clip_min, clip_max)
+    threat = get_threat_model(norm)
+    scheme = per_norm(SQUARE_SCHEMES, threat, "square")
+    if not 0.0 < p_init <= 1.0:
+        raise ValueError(f"p_init must be in (0, 1], got {p_init}.")
+    if loss not in ("margin", "ce"):
+        raise ValueError(f"unknown loss {loss!r}; choose 'margin' or 'ce'.")
+    return scheme, _SearchSettings(threat, eps, queries, p_init, targeted, loss, clip_min, clip_max)
+
+
+def _search(logits_fn, x, y, key, scheme: SquareScheme, settings: _SearchSettings, start=None):
+    """Square's random search: ``(x_best, queries used)``, from ``start`` where given.
+
+    ``start``: optional ``(points [B, ...], use [B] bool)``; an example with
+    ``use`` set starts from its point (projected onto the ball ∩ box) instead of
+    the scheme's own start. Without ``start`` the draws are those of
+    :func:`square`.
+    """
+    shape = x.shape
+    xi = _as_nhwc(x)
+    labels = as_labels(y)
+    eps, queries = settings.eps, settings.queries
+
+    def evaluate(candidate):
+        logits = logits_fn(candidate.reshape(shape))
+        return square_objective(logits, labels, targeted=settings.targeted, loss=settings.loss)
+
+    def project(candidate):
+        flat = project_to_threat(
+            settings.threat, x, candidate.reshape(shape), eps, settings.clip_min, settings.clip_max
+        )
+        return flat.reshape(xi.shape)
+
+    ctx = SquareContext(
+        xi, eps, queries, settings.p_init, settings.clip_min, settings.clip_max, project
+    )
+    init_key, loop_key = jax.random.split(key)
+    x0 = scheme.init(ctx, init_key)
+    if start is not None:
+        points, use = start
+        x0 = _select(use, project(points.reshape(xi.shape).astype(xi.dtype)), x0)
+    value0, done0 = evaluate(x0)
+    clean_value, clean_done = evaluate(xi)
+    x0 = _select(clean_done, xi, x0)
+    value0 = jnp.where(clean_done, clean_value, value0)
+    done0 = clean_done | done0
+
+    def cond(state: SquareState):
+        return (state.i < queries) & ~jnp.all(state.done)
+
+    def body(state: SquareState):
+        step_key = jax.random.fold_in(loop_key, state.i)
+        candidate = scheme.update(ctx, step_key, state.i, state.x_best)
+        value, success = evaluate(candidate)
+        return square_accept(state, candidate, value, success)
+
+    used0 = jnp.where(clean_done, 1, 2).astype(jnp.int32)
+    state = SquareState(jnp.asarray(0), x0, value0, done0, used0)
+    state = jax.lax.while_loop(cond, body, state)
+    return jax.lax.stop_gradient(state.x_best.reshape(shape)), state.used
+
+
+def square_from(
+    eps,
+    *,
+    norm: str | ThreatModel = "linf",
+    queries: int = 5000,
+    p_init: float = 0.8,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+) -> Callable:
+    """Untargeted Square (margin loss) that may start from given points instead of its own start.
+
+    A white-box attack's closest point to the boundary is a far better start
+    for Square's random search than its stripes: on the MNIST models of
+    ``docs/attacks.md`` Square from APGD's closest point broke about twice as
+    many of the points nearest the boundary as Square from its own start, and
+    almost every point any of four ordinary runs broke. Used by
+    :func:`advjax.evaluation.fast_autoattack`; the same loop, schedule and
+    acceptance rule as :func:`square` (Andriushchenko et al. 2020,
+    arXiv:1912.00049), which it equals where no start is used.
+
+    Args:
+      eps: the budget, in the norm of ``norm``.
+      norm: ``"linf"`` or ``"l2"`` (or those threat models).
+      queries: the query budget per example.
+      p_init: the initial share of pixels in the square.
+      clip_min: lower end of the valid input range.
+      clip_max: upper end of the valid input range.
+
+    Returns:
+      ``run(logits_fn, x, y, start, use, *, key) -> x_adv``: ``x`` ``[B, ...]``
+      valid inputs, ``y`` ``[B]`` int labels, ``start`` ``[B, ...]`` start points
+      (projected onto the ball ∩ box), ``use`` ``[B]`` bool (``False``: Square's
+      own start). Inputs are not validated again: check them as
+      :func:`square` does before calling.
+
+    Raises:
+      ValueError: a threat model with no Square scheme, or a bad budget, range,
+        query count or ``p_init``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from advjax.attacks._square import square_from
+      >>> w = jnp.array([[1.0, -1.0], [1.0, -1.0]])
+      >>> logits_fn = lambda x: x @ w + jnp.array([0.0, 1.0])  # class 1 wins below 0.25
+      >>> x = jnp.array([[0.5, 0.5]])
+      >>> run = square_from(0.3, queries=10)
+      >>> near = jnp.array([[0.2, 0.2]])  # the start: on the boundary's near side
+      >>> out = run(logits_fn, x, jnp.array([0]), near, jnp.array([True]), key=jax.random.key(0))
+      >>> bool(jnp.argmax(logits_fn(out), -1)[0] == 1), bool(jnp.abs(out - x).max() <= 0.3 + 1e-6)
+      (True, True)
+    """
+    scheme, settings = _checked_settings(
+        eps, norm, queries, p_init, False, "margin", clip_min, clip_max
+    )
+    constraints = Constraints(settings.threat, eps, float(clip_min), float(clip_max))
+
+    def run(logits_fn, x, y, start, use, *, key):
+        x_best, _ = _search(logits_fn, x, y, key, scheme, settings, (start, use))
+        return enforce(x, x_best, constraints)
+
+    return run

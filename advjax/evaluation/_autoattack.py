@@ -197,9 +197,9 @@ def _config(eps, norm, version, n, names, key) -> dict[str, Any]:
     }
 
 
-def _save_state(directory: Path, config, robust, x_adv, attacks_run, per_attack) -> None:
+def _save_state(directory: Path, config, robust, x_adv, attacks_run, per_attack, **arrays) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    np.savez(directory / STATE_NPZ, robust=robust, x_adv=x_adv)
+    np.savez(directory / STATE_NPZ, robust=robust, x_adv=x_adv, **arrays)
     state = dict(config=config, attacks_run=attacks_run, per_attack=per_attack)
     (directory / STATE_JSON).write_text(json.dumps(state, indent=2) + "\n")
 
@@ -215,7 +215,8 @@ def _load_state(directory: Path, config):
             f"not {config}; use another state_dir or delete it."
         )
     with np.load(npz_path, allow_pickle=False) as arrays:
-        return arrays["robust"], arrays["x_adv"], state["attacks_run"], state["per_attack"]
+        extras = {k: arrays[k] for k in arrays.files if k not in ("robust", "x_adv")}
+        return arrays["robust"], arrays["x_adv"], state["attacks_run"], state["per_attack"], extras
 
 
 #: :func:`advjax.attacks.verify` as one compiled program per budget and shape (not one
@@ -410,7 +411,7 @@ def autoattack(
     state_path = Path(state_dir) if state_dir is not None else None
     loaded = _load_state(state_path, config) if state_path is not None else None
     if loaded is not None:
-        robust, x_adv, attacks_run, per_attack = loaded
+        robust, x_adv, attacks_run, per_attack, _ = loaded
         robust, x_adv = robust.copy(), x_adv.copy()
     else:
         robust, x_adv, attacks_run, per_attack = correct.copy(), x.copy(), [], {}

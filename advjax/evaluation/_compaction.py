@@ -141,6 +141,13 @@ def row_keys(key: jax.Array, rows: np.ndarray) -> np.ndarray:
       >>> data.shape[0], bool((data[0] != data[1]).any())
       (2, True)
     """
-    rows = jnp.asarray(np.asarray(rows, np.uint32))
-    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(rows)
-    return np.asarray(jax.random.key_data(keys))
+    rows = np.asarray(rows, np.uint32).reshape(-1)
+    padded = np.zeros(max(64, 1 << max(rows.size - 1, 0).bit_length()), np.uint32)
+    padded[: rows.size] = rows
+    return np.asarray(_fold_in_rows(key, padded))[: rows.size]
+
+
+@jax.jit
+def _fold_in_rows(key, rows):
+    """``key_data(fold_in(key, r))`` per row, compiled once per power-of-two row count."""
+    return jax.random.key_data(jax.vmap(lambda r: jax.random.fold_in(key, r))(rows))

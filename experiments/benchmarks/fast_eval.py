@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.tiny:
         test = data.load_embedded_mnist("test")
         n, aa_options = 16, dict(version="custom")
-        fast_options = dict(steps=4, queries=20, probe_queries=10)
+        fast_options = dict(steps=4, queries=20)
         chosen = _tiny_models()
     else:
         test = data.load_mnist("test", args.data_dir, download=False)

@@ -9,6 +9,7 @@ import pytest
 
 import advjax
 from advjax import evaluation as adv_eval
+from advjax.attacks._square import square_from
 
 W = jax.random.normal(jax.random.key(0), (16, 5))
 
@@ -20,7 +21,12 @@ def _logits_fn(x):
 X = np.asarray(jax.random.uniform(jax.random.key(1), (16, 4, 4, 1)))
 Y = np.array(jnp.argmax(_logits_fn(X), -1))
 Y[::5] = (Y[::5] + 1) % 5  # a few misclassified points
-FAST = dict(eps=0.08, key=jax.random.key(3), steps=12, queries=40, probe_queries=20)
+FAST = dict(
+    eps=0.08,
+    key=jax.random.key(3),
+    steps=12,
+    queries=40,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +35,7 @@ def fast():
 
 
 def test_result_keeps_the_threat_model_and_counts_only_real_breaks(fast):
-    assert fast.attacks_run[:4] == ["apgd-ce", "apgd-t", "square", "probe"]
+    assert fast.attacks_run[:4] == ["apgd-ce", "apgd-t", "probe", "square"]
     assert fast.escalated is None and fast.warnings == []
     assert not np.any(fast.robust & ~fast.correct)
     assert fast.robust_accuracy <= fast.clean_accuracy < 1.0
@@ -195,13 +201,33 @@ def test_compacted_loop_matches_one_segment():
 
 
 def test_square_moves_outwards_while_it_keeps_breaking():
-    """With APGD cut to one step Square does the breaking, chunk after chunk."""
-    options = {**FAST, "steps": 1, "queries": 300}
-    weak = adv_eval.fast_autoattack(_logits_fn, X, Y, batch_size=16, boundary_share=0.25, **options)
-    square = weak.per_attack["square"]
+    """Masked gradients: margins say nothing, Square breaks far points, chunk after chunk."""
+    x = np.asarray(jax.random.uniform(jax.random.key(11), (48, 4, 4, 1)))
+    y = np.asarray(jnp.argmax(_masked_logits_fn(x), -1))
+    options = {**FAST, "steps": 2, "queries": 100, "eps": 0.15}
+    result = adv_eval.fast_autoattack(
+        _masked_logits_fn, x, y, batch_size=16, boundary_share=0.2, **options
+    )
+    square, probe = result.per_attack["square"], result.per_attack["probe"]
     chunks = square["broken_per_chunk"]
-    assert sum(chunks) == square["broken"] and all(chunks[:-1])
-    assert len(chunks) > 1, square
-    robust_before = round(16 * weak.per_attack["apgd-t"]["robust_accuracy_after"])
+    assert len(chunks) > 2 and all(chunks[:2]), square
+    assert sum(chunks) + square["broken_by_further_runs"] == square["broken"]
+    robust_before = round(48 * result.per_attack["apgd-t"]["robust_accuracy_after"])
     assert square["deepest_break"] <= square["examples"] <= robust_before
-    assert weak.per_attack["probe"]["examples"] <= robust_before - square["examples"]
+    # the probe (far points, Square's own start) breaks points too: the evaluation escalates
+    assert 0 < probe["broken"] <= probe["examples"] <= robust_before - 2 * len(chunks[:1])
+    assert "black-box probe" in result.escalated
+
+
+def test_square_starts_from_the_closest_point_found():
+    """From the white-box attacks' closest point, one query can be enough."""
+    w = jnp.array([[1.0, -1.0], [1.0, -1.0]])
+    logits_fn = lambda v: v @ w + jnp.array([0.0, 1.0])  # noqa: E731  class 1 wins below 0.25
+    run = square_from(0.3, queries=1)
+    x, y = jnp.array([[0.5, 0.5]]), jnp.array([0])
+    near = jnp.array([[0.2, 0.2]])
+    from_near = run(logits_fn, x, y, near, jnp.array([True]), key=jax.random.key(0))
+    assert int(jnp.argmax(logits_fn(from_near), -1)[0]) == 1
+    own = run(logits_fn, x, y, near, jnp.array([False]), key=jax.random.key(0))
+    plain = advjax.attacks.square(0.3, queries=1)(logits_fn, x, y, key=jax.random.key(0))
+    np.testing.assert_array_equal(own, plain)  # without a start: Square's own draws
