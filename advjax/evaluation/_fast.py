@@ -22,8 +22,8 @@ differently:
    first, each run starting from that best point (:func:`square_from`); the
    next chunk runs while a quarter of Square's breaks lie in the farther half
    of the last one, so on a model whose gradients mislead it moves outwards
-   until its breaks thin out. Then ``square_runs - 1`` runs from Square's own
-   start on the points still robust in the band where it broke points.
+   until its breaks thin out. The nearer half of the first chunk also gets
+   ``square_runs - 1`` runs from Square's own start.
 4. A safeguard against gradient masking. Square (from its own start) on a
    random sample of ``probe_examples`` still-robust points far from the
    boundary, plus the model-level checks of :func:`gradient_masking_checks`
@@ -410,11 +410,11 @@ def fast_autoattack(
         still-robust points, nearest the boundary first (more chunks follow
         while a quarter of the breaks lie in the farther half of the last one).
       queries: Square's queries per run (the paper's 5,000), probe included.
-      square_runs: Square's runs on each point of the band where it broke
-        points: the first from the closest point the white-box attacks found,
-        the others from Square's own start.
-      probe_examples: how many far still-robust points the masking probe tries
-        (Square from its own start, ``queries`` queries).
+      square_runs: Square's runs on each point of the nearer half of the first
+        chunk: one from the closest point the white-box attacks found, the
+        others from Square's own start (the farther half gets the first only).
+      probe_examples: the fewest far still-robust points the masking probe
+        tries (Square from its own start, ``queries`` queries).
       segment: APGD iterations between two compactions.
       batch_size: the largest compiled batch.
       state_dir: where to save and resume the state (``None``: no saving).
@@ -665,43 +665,59 @@ def _probe_rows(order: np.ndarray, chunk: int, probe_examples: int, key) -> np.n
 
 
 def _square_stage(record: _Record, logits_fn, attack, options, key) -> None:
-    """Square near the boundary, with more runs where it breaks, and the masking probe.
+    """Square near the boundary (from the closest points found and from its own start), the probe.
 
-    1. The first chunk (``boundary_share`` of the still-robust points, nearest
-       first) and the probe's sample of far points, in one call.
-    2. The next chunk while at least a quarter of the last chunk's breaks lie
-       in its farther half: on a model whose margins say little, the stage
-       moves outwards until its breaks thin out.
-    3. ``square_runs - 1`` more runs from Square's own start, with fresh
-       random draws, on every point still robust up to a quarter beyond the
-       farthest point Square broke, all in one call.
+    1. One call: the first chunk (``boundary_share`` of the still-robust
+       points, nearest the boundary first), each from the point nearest the
+       boundary that the earlier stages found (:func:`square_from`);
+       ``square_runs - 1`` runs from Square's own start on the nearer half of
+       that chunk; and the masking probe, Square from its own start on a
+       random sample of points beyond the first two chunks (at least
+       ``probe_examples``, more where the call's last batch has room: it is
+       padded to a multiple of 32 rows anyway).
+    2. The next chunk (from the closest points) while at least a quarter of
+       the last chunk's breaks lie in its farther half: on a model whose
+       margins say little, the stage moves outwards until its breaks thin out.
 
-    The chunks start from the point nearest the boundary that the earlier
-    stages found (:func:`square_from`), which breaks about twice as many points
-    near the boundary as Square's own start, but not all of the same ones
-    (hence the further runs start cold); the probe starts cold too, so that it
-    owes nothing to the gradients it is there to check.
+    From the closest point Square broke about twice as many of the points
+    nearest the boundary as from its own start on the MNIST models of
+    ``docs/attacks.md``, but not all of the same ones, hence the runs from its
+    own start; the probe starts cold so that it owes nothing to the gradients
+    it is there to check.
 
-    Point ``n`` draws from ``fold_in(fold_in(key, 100), n)`` in its first run,
-    ``fold_in(fold_in(fold_in(key, 104), r), n)`` in further run ``r`` and
-    ``fold_in(fold_in(key, 101), n)`` in the probe.
+    Point ``n`` draws from ``fold_in(fold_in(key, 100), n)`` from its closest
+    point, ``fold_in(fold_in(fold_in(key, 104), r), n)`` in run ``r`` from
+    Square's own start and ``fold_in(fold_in(key, 101), n)`` in the probe.
     """
     started = time.perf_counter()
     order = _margin_order(record)
     chunk = int(np.ceil(options["boundary_share"] * order.size))
-    probe = _probe_rows(order, chunk, options["probe_examples"], key) if chunk else order[:0]
-    first_keys, probe_keys = jax.random.fold_in(key, 100), jax.random.fold_in(key, 101)
-
-    def run_square(rows, key_data, warm=True):
-        warm = np.broadcast_to(warm, rows.shape)
-        return _square_on(logits_fn, attack, record, rows, warm, key_data)
-
     windows = [order[position : position + chunk] for position in range(0, order.size, chunk or 1)]
-    first = windows[0][~np.isin(windows[0], probe)] if chunk else order[:0]
-    both = np.concatenate([first, probe])  # the probe rides along with the first chunk
-    keys = np.concatenate([row_keys(first_keys, first), row_keys(probe_keys, probe)])
-    warm = np.arange(both.size) < first.size  # the probe starts cold: no gradient in it
-    found_first, found_probe = np.split(run_square(both, keys, warm), [first.size])
+    nearest = windows[0] if chunk else order[:0]
+    cold = np.tile(nearest[: -(-nearest.size // 2)], options["square_runs"] - 1)
+    # the probe fills the first call's last batch (padded to a multiple of 32 rows anyway)
+    attacked = nearest.size + cold.size
+    probe_size = -(-(attacked + options["probe_examples"]) // 32) * 32 - attacked
+    probe = _probe_rows(order, chunk, probe_size, key)
+    if not nearest.size:
+        probe = probe[:0]
+    cold_keys = [
+        row_keys(jax.random.fold_in(jax.random.fold_in(key, 104), r), nearest[: cold.size])
+        for r in range(1, options["square_runs"])
+    ]
+    rows = np.concatenate([nearest, cold, probe])
+    keys = np.concatenate(
+        [
+            row_keys(jax.random.fold_in(key, 100), nearest),
+            *cold_keys,
+            row_keys(jax.random.fold_in(key, 101), probe),
+        ]
+    )
+    warm = np.arange(rows.size) < nearest.size  # the probe starts cold: no gradient in it
+    found = _square_on(logits_fn, attack, record, rows, warm, keys)
+    found_nearest, found_cold, found_probe = np.split(
+        found, [nearest.size, nearest.size + cold.size]
+    )
     probe_started = time.perf_counter()  # the shared call counts as the square stage's
     probe_broken, probe_rejected = record.absorb(probe, found_probe)
     record.log(
@@ -712,40 +728,33 @@ def _square_stage(record: _Record, logits_fn, attack, options, key) -> None:
         examples=int(probe.size),
         rejected=probe_rejected,
     )
-    broken_per_chunk, rejected, deepest, position = [], dict.fromkeys(REJECTION_REASONS, 0), 0, 0
+    broken_cold, rejected = record.absorb(cold, found_cold)
+    broken_per_chunk, deepest, position = [], 0, 0
     for index, window in enumerate(windows if chunk else []):
-        rows = window[~np.isin(window, probe)]
-        found = found_first if index == 0 else run_square(rows, row_keys(first_keys, rows))
-        broken, reasons = record.absorb(rows, found)
+        attacked = window[~np.isin(window, probe)]
+        if index == 0:
+            broken, reasons = record.absorb(nearest, found_nearest)
+        else:
+            warm = np.ones(attacked.size, bool)
+            keys = row_keys(jax.random.fold_in(key, 100), attacked)
+            found = _square_on(logits_fn, attack, record, attacked, warm, keys)
+            broken, reasons = record.absorb(attacked, found)
         rejected = {r: rejected[r] + reasons[r] for r in rejected}
         broken_per_chunk.append(broken)
-        hits = np.flatnonzero(~record.robust[window])  # the probe's breaks count too
+        hits = np.flatnonzero(~record.robust[window])  # cold runs and probe count too
         deepest = position + int(hits.max()) + 1 if hits.size else deepest
         position += window.size
         farther = int(np.sum(2 * hits >= window.size))
         if not hits.size or 4 * farther < hits.size:
             break
-    band = order[: int(np.ceil(1.25 * deepest))]
-    band = band[record.robust[band] & ~np.isin(band, probe)]
-    further = options["square_runs"] - 1
-    broken_again = 0
-    if band.size and further:
-        repeated = np.tile(band, further)
-        run_keys = [
-            jax.random.fold_in(jax.random.fold_in(key, 104), r) for r in range(1, 1 + further)
-        ]
-        keys = np.concatenate([row_keys(k, band) for k in run_keys])
-        broken_again, reasons = record.absorb(repeated, run_square(repeated, keys, warm=False))
-        rejected = {r: rejected[r] + reasons[r] for r in rejected}
     record.log(
         "square",
         started,
-        broken=int(sum(broken_per_chunk)) + broken_again,
+        broken=int(sum(broken_per_chunk)) + broken_cold,
         examples=position,
         broken_per_chunk=broken_per_chunk,
         deepest_break=deepest,
-        band=int(band.size),
-        broken_by_further_runs=broken_again,
+        broken_by_runs_from_own_start=broken_cold,
         rejected=rejected,
     )
 

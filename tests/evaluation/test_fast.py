@@ -211,11 +211,12 @@ def test_square_moves_outwards_while_it_keeps_breaking():
     square, probe = result.per_attack["square"], result.per_attack["probe"]
     chunks = square["broken_per_chunk"]
     assert len(chunks) > 2 and all(chunks[:2]), square
-    assert sum(chunks) + square["broken_by_further_runs"] == square["broken"]
+    assert sum(chunks) + square["broken_by_runs_from_own_start"] == square["broken"]
     robust_before = round(48 * result.per_attack["apgd-t"]["robust_accuracy_after"])
     assert square["deepest_break"] <= square["examples"] <= robust_before
-    # the probe (far points, Square's own start) breaks points too: the evaluation escalates
-    assert 0 < probe["broken"] <= probe["examples"] <= robust_before - 2 * len(chunks[:1])
+    # the probe (beyond the first two chunks, Square's own start) breaks points: it escalates
+    chunk = int(np.ceil(0.2 * robust_before))
+    assert 0 < probe["broken"] <= probe["examples"] <= robust_before - 2 * chunk
     assert "black-box probe" in result.escalated
 
 
