@@ -12,6 +12,7 @@ result does not depend on which others shared its batches.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -141,13 +142,17 @@ def row_keys(key: jax.Array, rows: np.ndarray) -> np.ndarray:
       >>> data.shape[0], bool((data[0] != data[1]).any())
       (2, True)
     """
-    rows = np.asarray(rows, np.uint32).reshape(-1)
-    padded = np.zeros(max(64, 1 << max(rows.size - 1, 0).bit_length()), np.uint32)
-    padded[: rows.size] = rows
-    return np.asarray(_fold_in_rows(key, padded))[: rows.size]
+    rows = np.asarray(rows, np.int64).reshape(-1)
+    if rows.size and rows.min() < 0:
+        raise ValueError(f"rows must be indices >= 0, got {rows.min()}.")
+    # keys for every index below a power of two: one program per data-set size, not per subset
+    reach = int(rows.max()) + 1 if rows.size else 1
+    every = _fold_in_range(key, max(64, 1 << (reach - 1).bit_length()))
+    return np.asarray(every)[rows]
 
 
-@jax.jit
-def _fold_in_rows(key, rows):
-    """``key_data(fold_in(key, r))`` per row, compiled once per power-of-two row count."""
+@functools.partial(jax.jit, static_argnums=1)
+def _fold_in_range(key, count: int):
+    """``key_data(fold_in(key, r))`` for ``r`` in ``[0, count)``."""
+    rows = jnp.arange(count, dtype=jnp.uint32)
     return jax.random.key_data(jax.vmap(lambda r: jax.random.fold_in(key, r))(rows))

@@ -624,7 +624,10 @@ def _apgd_t_stage(record: _Record, apgd_on, key, distance, eps, max_targets, rea
     """
     started = time.perf_counter()
     rows = np.flatnonzero(record.robust)
-    distances = map_batches(distance, [record.x, record.y], rows=rows, **record.over_rows)
+    # equal batches: one compiled shape (a second one for a short last batch costs more)
+    batches = max(-(-rows.size // record.over_rows["batch_size"]), 1)
+    even = {**record.over_rows, "batch_size": max(-(-rows.size // batches), 1)}
+    distances = map_batches(distance, [record.x, record.y], rows=rows, **even)
     targets, counts = malt_targets(distances, eps, max_targets=max_targets, reach=reach)
     owner = np.repeat(np.arange(rows.size), counts)
     rank = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)

@@ -75,6 +75,29 @@ def test_resumes_from_its_saved_state(tmp_path, fast):
         adv_eval.fast_autoattack(_logits_fn, X, Y, state_dir=tmp_path, **{**FAST, "steps": 13})
 
 
+def test_resumed_after_an_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Square's starts (the closest points found) and margins survive the saved state."""
+    from advjax.evaluation import _fast
+
+    x = np.asarray(jax.random.uniform(jax.random.key(21), (64, 4, 4, 1)))
+    y = np.asarray(jnp.argmax(_logits_fn(x), -1))
+    options = dict(batch_size=16, **{**FAST, "steps": 1, "queries": 60, "eps": 0.05})
+    whole = adv_eval.fast_autoattack(_logits_fn, x, y, **options)
+    assert whole.per_attack["square"]["broken_per_chunk"][0] > 0  # Square's warm starts matter
+
+    def interrupted(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_fast, "_square_stage", interrupted)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            adv_eval.fast_autoattack(_logits_fn, x, y, state_dir=tmp_path, **options)
+    resumed = adv_eval.fast_autoattack(_logits_fn, x, y, state_dir=tmp_path, **options)
+    assert resumed.attacks_run == whole.attacks_run
+    np.testing.assert_array_equal(resumed.robust, whole.robust)
+    np.testing.assert_array_equal(resumed.x_adv, whole.x_adv)
+
+
 def _masked_logits_fn(x):
     """Quantised inputs: every input gradient is exactly zero (shattered gradients)."""
     return _logits_fn(jnp.round(x * 4) / 4)
