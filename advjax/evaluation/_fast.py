@@ -22,7 +22,7 @@ differently:
    first, each run starting from that best point (:func:`square_from`); the
    next chunk runs while a quarter of Square's breaks lie in the farther half
    of the last one, so on a model whose gradients mislead it moves outwards
-   until its breaks thin out. The nearer half of the first chunk also gets
+   until its breaks thin out. The nearest third of the first chunk also gets
    ``square_runs - 1`` runs from Square's own start.
 4. A safeguard against gradient masking. Square (from its own start) on a
    random sample of ``probe_examples`` still-robust points far from the
@@ -410,9 +410,9 @@ def fast_autoattack(
         still-robust points, nearest the boundary first (more chunks follow
         while a quarter of the breaks lie in the farther half of the last one).
       queries: Square's queries per run (the paper's 5,000), probe included.
-      square_runs: Square's runs on each point of the nearer half of the first
-        chunk: one from the closest point the white-box attacks found, the
-        others from Square's own start (the farther half gets the first only).
+      square_runs: Square's runs on each point of the nearest third of the
+        first chunk: one from the closest point the white-box attacks found,
+        the others from Square's own start (the rest gets the first only).
       probe_examples: the fewest far still-robust points the masking probe
         tries (Square from its own start, ``queries`` queries).
       segment: APGD iterations between two compactions.
@@ -425,13 +425,16 @@ def fast_autoattack(
 
     Returns:
       An :class:`AutoAttackResult` whose ``per_attack`` has one entry per stage
-      (``apgd-ce``, ``apgd-t``, ``square``, ``probe``, then, when escalating,
+      (``apgd-ce``, ``apgd-t``, ``probe``, ``square``, then, when escalating,
       ``escalation:apgd-t``, ``escalation:fab-t``, ``escalation:square``), each
       with ``examples`` (points attacked) and, for APGD, ``example_iterations``
       (iterations summed over points: the work spent); ``square`` also has
-      ``broken_per_chunk`` and ``deepest_break``, the position (nearest first,
-      1-based) of the farthest point it broke. ``escalated`` says why the full
-      ensemble ran, or is ``None``.
+      ``broken_per_chunk`` (breaks from the closest points, chunk by chunk),
+      ``broken_by_runs_from_own_start`` and ``deepest_break``, the position
+      (nearest first, 1-based) of the farthest point broken in the chunks.
+      The probe runs in Square's first call, whose time counts as the
+      ``square`` stage's. ``escalated`` says why the full ensemble ran, or is
+      ``None``.
 
     Raises:
       ValueError, TypeError, InvalidInputError: bad inputs, labels, budget,
@@ -673,8 +676,8 @@ def _square_stage(record: _Record, logits_fn, attack, options, key) -> None:
     1. One call: the first chunk (``boundary_share`` of the still-robust
        points, nearest the boundary first), each from the point nearest the
        boundary that the earlier stages found (:func:`square_from`);
-       ``square_runs - 1`` runs from Square's own start on the nearer half of
-       that chunk; and the masking probe, Square from its own start on a
+       ``square_runs - 1`` runs from Square's own start on the nearest third
+       of that chunk; and the masking probe, Square from its own start on a
        random sample of points beyond the first two chunks (at least
        ``probe_examples``, more where the call's last batch has room: it is
        padded to a multiple of 32 rows anyway).
@@ -697,7 +700,7 @@ def _square_stage(record: _Record, logits_fn, attack, options, key) -> None:
     chunk = int(np.ceil(options["boundary_share"] * order.size))
     windows = [order[position : position + chunk] for position in range(0, order.size, chunk or 1)]
     nearest = windows[0] if chunk else order[:0]
-    cold = np.tile(nearest[: -(-nearest.size // 2)], options["square_runs"] - 1)
+    cold = np.tile(nearest[: -(-nearest.size // 3)], options["square_runs"] - 1)
     # the probe fills the first call's last batch (padded to a multiple of 32 rows anyway)
     attacked = nearest.size + cold.size
     probe_size = -(-(attacked + options["probe_examples"]) // 32) * 32 - attacked

@@ -32,3 +32,10 @@ def test_tiny_early_exit_benchmark_finds_the_same_counts(tmp_path, run_benchmark
     assert all(len(row) == 2 for row in result["robust_accuracy"])  # two budgets
     # the tiny budget leaves points robust, so the equality compares more than zeros
     assert all(0 < row[0] < 1 for row in result["robust_accuracy"])
+
+
+@pytest.mark.slow
+def test_tiny_square_starts_benchmark_compares_both_starts(run_benchmark):
+    proc = run_benchmark("square_starts.py", "--tiny")
+    (line,) = [row for row in proc.stdout.splitlines() if row.startswith("untrained")]
+    assert "own start [" in line and "from APGD's closest point [" in line
