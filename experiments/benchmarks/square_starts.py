@@ -35,11 +35,11 @@ from advjax.runs import load_run
 EPS = 0.3
 
 
-def _after_apgd(logits_fn, x, y, steps: int):
+def _after_apgd(logits_fn, x, y, eps: float, steps: int):
     """The APGD stages of ``fast_autoattack``: (robust [N], margin [N], closest [N, ...])."""
     with tempfile.TemporaryDirectory() as state:
         result = evaluation.fast_autoattack(
-            logits_fn, x, y, eps=EPS, key=jax.random.key(0), steps=steps,
+            logits_fn, x, y, eps=eps, key=jax.random.key(0), steps=steps,
             boundary_share=0.0, probe_examples=0, state_dir=state,
         )  # fmt: skip
         with np.load(next(Path(state).glob("*.npz"))) as saved:
@@ -51,11 +51,14 @@ def _breaks(logits_fn, attack, x, y, start, use, seed: int) -> np.ndarray:
     return np.asarray(jax.numpy.argmax(logits_fn(x_adv), -1)) != y
 
 
-def compare(name, logits_fn, x, y, *, points, own_runs, closest_runs, steps, queries):
-    robust, margin, closest = _after_apgd(logits_fn, x, y, steps)
+def compare(name, logits_fn, x, y, *, points, own_runs, closest_runs, eps, steps, queries):
+    robust, margin, closest = _after_apgd(logits_fn, x, y, eps, steps)
     rows = np.flatnonzero(robust)
     rows = rows[np.argsort(margin[rows], kind="stable")][:points]
-    run = square_from(EPS, queries=queries)
+    if not rows.size:
+        print(f"{name:<18} no point left robust by the APGD stages: nothing to compare")
+        return
+    run = square_from(eps, queries=queries)
     attack = jax.jit(lambda x, y, start, use, key: run(logits_fn, x, y, start, use, key=key))
     xs, ys, starts = x[rows], y[rows], closest[rows]
     own = [
@@ -96,14 +99,15 @@ def main(argv: list[str] | None = None) -> None:
         test = data.load_embedded_mnist("test")
         x, y = np.asarray(data.to_device(test.images[:16])), np.asarray(test.labels[:16])
         for name, (logits_fn, _, _) in _tiny_models().items():
-            compare(name, logits_fn, x, y, **{**options, "points": 8}, steps=3, queries=20)
+            tiny = dict(points=8, eps=0.002, steps=3, queries=20)
+            compare(name, logits_fn, x, y, **{**options, **tiny})
         return
     test = data.load_mnist("test", args.data_dir, download=False)
     x, y = np.asarray(data.to_device(test.images[: args.n])), np.asarray(test.labels[: args.n])
     for name in args.models.split(","):
         recipe, extra = MODELS[name]
         run = load_run(train_missing(args.runs_dir / name, recipe, args.data_dir, extra))
-        compare(name, run.logits_fn, x, y, **options, steps=100, queries=5000)
+        compare(name, run.logits_fn, x, y, **options, eps=EPS, steps=100, queries=5000)
 
 
 if __name__ == "__main__":

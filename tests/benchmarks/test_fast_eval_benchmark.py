@@ -38,4 +38,4 @@ def test_tiny_early_exit_benchmark_finds_the_same_counts(tmp_path, run_benchmark
 def test_tiny_square_starts_benchmark_compares_both_starts(run_benchmark):
     proc = run_benchmark("square_starts.py", "--tiny")
     (line,) = [row for row in proc.stdout.splitlines() if row.startswith("untrained")]
-    assert "own start [" in line and "from APGD's closest point [" in line
+    assert "own start [" in line and "from APGD's closest point [" in line, line
