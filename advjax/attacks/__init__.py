@@ -33,7 +33,7 @@ from advjax.attacks._jsma import jsma
 from advjax.attacks._mifgsm import bim, mifgsm
 from advjax.attacks._onepixel import one_pixel
 from advjax.attacks._pgd import pgd
-from advjax.attacks._square import square
+from advjax.attacks._square import square, square_from
 from advjax.attacks._threat import (
     THREAT_MODELS,
     ThreatModel,
@@ -108,6 +108,7 @@ __all__ = [
     "projected_gradient_ascent",
     "restart_keys",
     "square",
+    "square_from",
     "targeted",
     "universal_perturbation",
     "verify",

@@ -14,9 +14,17 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import check_epsilon, check_positive_int, check_range
+from advjax._checks import (
+    as_targets,
+    check_batch,
+    check_classes,
+    check_epsilon,
+    check_positive_int,
+    check_range,
+)
+from advjax._compile import hashable
 from advjax.attacks._core import Attack, _select, project_to_threat
-from advjax.attacks._guard import Constraints, enforce, guarded
+from advjax.attacks._guard import Constraints, compute_dtype, enforce, guarded
 from advjax.attacks._threat import ThreatModel, get_threat_model, l2, linf, per_norm
 from advjax.losses import as_labels, ce, cw_margin
 
@@ -682,11 +690,12 @@ def square_from(
     A white-box attack's closest point to the boundary is a far better start
     for Square's random search than its stripes: on the MNIST models of
     ``docs/attacks.md`` Square from APGD's closest point broke about twice as
-    many of the points nearest the boundary as Square from its own start, and
-    almost every point any of four ordinary runs broke. Used by
+    many of the points nearest the boundary as Square from its own start (on
+    FGSM-RS), but not always the same ones (on PGD-AT it never broke two points
+    every own-start run broke). Used by
     :func:`advjax.evaluation.fast_autoattack`; the same loop, schedule and
     acceptance rule as :func:`square` (Andriushchenko et al. 2020,
-    arXiv:1912.00049), which it equals where no start is used.
+    arXiv:1912.00049), and its very draws where no start is used.
 
     Args:
       eps: the budget, in the norm of ``norm``.
@@ -698,18 +707,22 @@ def square_from(
 
     Returns:
       ``run(logits_fn, x, y, start, use, *, key) -> x_adv``: ``x`` ``[B, ...]``
-      valid inputs, ``y`` ``[B]`` int labels, ``start`` ``[B, ...]`` start points
-      (projected onto the ball ∩ box), ``use`` ``[B]`` bool (``False``: Square's
-      own start). Inputs are not validated again: check them as
-      :func:`square` does before calling.
+      inputs in the range, ``y`` ``[B]`` labels (or probability rows),
+      ``start`` ``[B, ...]`` start points (projected onto the ball ∩ box; an
+      example whose start is not finite uses Square's own start), ``use``
+      ``[B]`` bool (``False``: Square's own start). ``x_adv`` is in the ball and
+      the box, in ``x``'s dtype. ``run.inner`` is the same search without the
+      input checks (for callers that checked already, inside ``vmap``).
 
     Raises:
-      ValueError: a threat model with no Square scheme, or a bad budget, range,
-        query count or ``p_init``.
+      ValueError: when built: a threat model with no Square scheme, or a bad
+        budget, range, query count or ``p_init``; when run: ``start`` not of
+        ``x``'s shape, ``use`` not a ``[B]`` bool array, or the input checks of
+        :func:`square` (shapes, labels, range, NaNs).
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from advjax.attacks._square import square_from
+      >>> from advjax.attacks import square_from
       >>> w = jnp.array([[1.0, -1.0], [1.0, -1.0]])
       >>> logits_fn = lambda x: x @ w + jnp.array([0.0, 1.0])  # class 1 wins below 0.25
       >>> x = jnp.array([[0.5, 0.5]])
@@ -724,8 +737,33 @@ def square_from(
     )
     constraints = Constraints(settings.threat, eps, float(clip_min), float(clip_max))
 
-    def run(logits_fn, x, y, start, use, *, key):
+    def inner(logits_fn, x, y, start, use, *, key):
+        per_example = start.reshape(start.shape[0], -1)
+        use = use & jnp.all(jnp.isfinite(per_example), -1)
+        start = jnp.where(jnp.isfinite(start), start, x)
         x_best, _ = _search(logits_fn, x, y, key, scheme, settings, (start, use))
         return enforce(x, x_best, constraints)
 
+    def check(logits_fn, x, y, start, use):
+        check_classes(check_batch(logits_fn, x, y, clip_min, clip_max), 2, "square_from")
+        if start.shape != x.shape:
+            raise ValueError(f"start must have x's shape {x.shape}, got {start.shape}.")
+        if use.shape != x.shape[:1] or use.dtype != jnp.bool_:
+            raise ValueError(
+                f"use must be a bool array of shape {x.shape[:1]} (one flag per example), "
+                f"got {use.dtype} {use.shape}."
+            )
+
+    compiled = jax.jit(inner, static_argnums=0)
+
+    def run(logits_fn, x, y, start, use, *, key):
+        x, y, start, use = (jnp.asarray(a) for a in (x, y, start, use))
+        check(logits_fn, x, y, start, use)
+        x_in = x.astype(compute_dtype(x.dtype))
+        out = (compiled if hashable(logits_fn) else inner)(
+            logits_fn, x_in, as_targets(y), start.astype(x_in.dtype), use, key=key
+        )
+        return enforce(x, out, constraints)  # in x's dtype, still in the ball and the box
+
+    run.inner = inner
     return run

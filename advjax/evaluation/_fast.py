@@ -66,8 +66,8 @@ from advjax.attacks import (
     apgd_variant,
     get_threat_model,
     is_successful,
+    square_from,
 )
-from advjax.attacks._square import square_from
 from advjax.data import map_batches
 from advjax.evaluation._autoattack import (
     AutoAttackResult,
@@ -549,7 +549,7 @@ def fast_autoattack(
         return found, work
 
     box = dict(clip_min=clip_min, clip_max=clip_max)
-    full_square = square_from(eps, norm=norm, queries=queries, **box)
+    full_square = square_from(eps, norm=norm, queries=queries, **box).inner
     square_options = dict(
         boundary_share=boundary_share, square_runs=square_runs, probe_examples=probe_examples
     )

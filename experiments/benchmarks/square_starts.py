@@ -29,7 +29,7 @@ from _recipe_runs import train_missing
 from fast_eval import MODELS, SHARED_DATA, _tiny_models
 
 from advjax import data, evaluation, parallel
-from advjax.attacks._square import square_from
+from advjax.attacks import square_from
 from advjax.runs import load_run
 
 EPS = 0.3

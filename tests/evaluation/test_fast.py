@@ -9,7 +9,7 @@ import pytest
 
 import advjax
 from advjax import evaluation as adv_eval
-from advjax.attacks._square import square_from
+from advjax.attacks import square_from
 
 W = jax.random.normal(jax.random.key(0), (16, 5))
 
