@@ -759,6 +759,7 @@ def square_from(
     def run(logits_fn, x, y, start, use, *, key):
         x, y, start, use = (jnp.asarray(a) for a in (x, y, start, use))
         check(logits_fn, x, y, start, use)
+        x, start = jax.lax.stop_gradient(x), jax.lax.stop_gradient(start)  # as every attack
         x_in = x.astype(compute_dtype(x.dtype))
         out = (compiled if hashable(logits_fn) else inner)(
             logits_fn, x_in, as_targets(y), start.astype(x_in.dtype), use, key=key

@@ -700,15 +700,14 @@ def _square_stage(record: _Record, logits_fn, attack, options, key) -> None:
     chunk = int(np.ceil(options["boundary_share"] * order.size))
     windows = [order[position : position + chunk] for position in range(0, order.size, chunk or 1)]
     nearest = windows[0] if chunk else order[:0]
-    cold = np.tile(nearest[: -(-nearest.size // 3)], options["square_runs"] - 1)
+    nearest_third = nearest[: -(-nearest.size // 3)]
+    cold = np.tile(nearest_third, options["square_runs"] - 1)
     # the probe fills the first call's last batch (padded to a multiple of 32 rows anyway)
     attacked = nearest.size + cold.size
     probe_size = -(-(attacked + options["probe_examples"]) // 32) * 32 - attacked
     probe = _probe_rows(order, chunk, probe_size, key)
-    if not nearest.size:
-        probe = probe[:0]
     cold_keys = [
-        row_keys(jax.random.fold_in(jax.random.fold_in(key, 104), r), nearest[: cold.size])
+        row_keys(jax.random.fold_in(jax.random.fold_in(key, 104), r), nearest_third)
         for r in range(1, options["square_runs"])
     ]
     rows = np.concatenate([nearest, cold, probe])

@@ -69,3 +69,12 @@ def test_bad_inputs_and_options_are_refused():
     run = square_from(0.05, queries=5)
     with pytest.raises(ValueError):
         run(_logits_fn, X, jnp.full(6, 7), START, USE, key=jax.random.key(0))  # labels >= K
+
+
+def test_no_gradient_flows_through_the_search_as_with_square():
+    run = square_from(0.05, queries=5)
+
+    def total(x):
+        return run(_logits_fn, x, Y, START, USE, key=jax.random.key(0)).sum()
+
+    assert float(jnp.abs(jax.grad(total)(X)).max()) == 0.0

@@ -243,6 +243,23 @@ def test_square_moves_outwards_while_it_keeps_breaking():
     assert "black-box probe" in result.escalated
 
 
+@pytest.mark.parametrize("options", [{"square_runs": 3}, {"boundary_share": 0.0}])
+def test_square_options_keep_every_part_running(options):
+    """Three Square runs per near point, and no chunk at all: the probe still runs."""
+    x = np.asarray(jax.random.uniform(jax.random.key(21), (64, 4, 4, 1)))
+    y = np.asarray(jnp.argmax(_logits_fn(x), -1))
+    settings = {**FAST, "steps": 1, "queries": 60, "eps": 0.05, "probe_examples": 5}
+    result = adv_eval.fast_autoattack(_logits_fn, x, y, batch_size=16, **settings, **options)
+    square, probe = result.per_attack["square"], result.per_attack["probe"]
+    assert result.robust_accuracy < result.clean_accuracy
+    assert probe["examples"] >= 5  # at least probe_examples; more where the batch has room
+    if options.get("boundary_share") == 0.0:
+        assert square["examples"] == 0
+    else:
+        robust = round(64 * result.per_attack["apgd-t"]["robust_accuracy_after"])
+        assert square["examples"] >= int(np.ceil(0.2 * robust)) > 0
+
+
 def test_square_starts_from_the_closest_point_found():
     """From the white-box attacks' closest point, one query can be enough."""
     w = jnp.array([[1.0, -1.0], [1.0, -1.0]])
