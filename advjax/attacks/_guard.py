@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -252,18 +253,20 @@ def verify(x, x_adv, constraints: Constraints) -> dict[str, jax.Array]:
 
 
 def checked_then_compiled(check, core):
-    """``attack(logits_fn, x, y, *, key)``: ``check`` eagerly, then ``core`` compiled per model.
+    """``attack(logits_fn, x, y, *extras, key)``: ``check`` eagerly, ``core`` compiled per model.
 
     The checks run outside the compiled program so that, called eagerly, a bad
     input is a plain ``ValueError``; the core is jitted with the model as a static
     argument, so repeated eager calls reuse one compiled program.
 
     Args:
-      check: ``(logits_fn, x, y) -> None``, raising on bad inputs.
-      core: ``(logits_fn, x, y, *, key) -> out``.
+      check: ``(logits_fn, x, y, *extras) -> None``, raising on bad inputs.
+      core: ``(logits_fn, x, y, *extras, key) -> out``.
 
     Returns:
-      ``attack(logits_fn, x, y, *, key)``.
+      ``attack(logits_fn, x, y, *extras, key)`` (``extras``: further per-example
+      arrays an attack may take, such as :func:`~advjax.attacks.square_from`'s
+      start points; most take none).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -277,10 +280,10 @@ def checked_then_compiled(check, core):
     """
     compiled = jax.jit(core, static_argnums=0)
 
-    def attack(logits_fn, x, y, *, key):
-        x, y = jnp.asarray(x), jnp.asarray(y)
-        check(logits_fn, x, y)
-        return (compiled if hashable(logits_fn) else core)(logits_fn, x, y, key=key)
+    def attack(logits_fn, x, y, *extras, key):
+        x, y, extras = jnp.asarray(x), jnp.asarray(y), tuple(jnp.asarray(e) for e in extras)
+        check(logits_fn, x, y, *extras)
+        return (compiled if hashable(logits_fn) else core)(logits_fn, x, y, *extras, key=key)
 
     return attack
 
@@ -352,6 +355,7 @@ def guarded(
     clip_max: float,
     min_classes: int = 2,
     tuple_output: bool = False,
+    check_extras: Callable | None = None,
 ):
     """Wraps an attack's inner ``run(logits_fn, x, y, *, key)`` with the validation layer.
 
@@ -373,9 +377,14 @@ def guarded(
       clip_max: upper end of the valid input range.
       min_classes: the fewest classes the attack can work with.
       tuple_output: ``run`` returns ``(x_adv, *extras)``; extras pass through.
+      check_extras: for an attack that takes further per-example arrays,
+        ``run(logits_fn, x, y, *extras, key)``: ``(x, *extras) -> None``, raising
+        on bad ones (static checks: they run while tracing too). ``None``: the
+        attack takes none, and any given is refused.
 
     Returns:
-      ``attack(logits_fn, x, y, *, key)`` with ``attack.constraints`` set.
+      ``attack(logits_fn, x, y, *, key)`` (with the extras, if any, after ``y``)
+      with ``attack.constraints`` set.
 
     Raises:
       TypeError, ValueError, InvalidInputError: from the validation layer, when
@@ -400,18 +409,26 @@ def guarded(
     # knows (Square's query counts).
     zero_budget = is_zero_budget(eps) and not tuple_output and threat in THREAT_MODELS.values()
 
-    def check(logits_fn, x, y):
+    def check(logits_fn, x, y, *extras):
         check_classes(check_batch(logits_fn, x, y, clip_min, clip_max), min_classes, name)
+        if check_extras is not None:
+            check_extras(x, *extras)
+        elif extras:
+            raise TypeError(
+                f"{name} takes (logits_fn, x, y, *, key), got {len(extras)} more positional "
+                "argument(s); pass the key as key=..."
+            )
 
-    def core(logits_fn, x, y, *, key):
+    def core(logits_fn, x, y, *extras, key):
         x = jax.lax.stop_gradient(x)
-        inputs = (x.astype(compute_dtype(x.dtype)), as_targets(y), key)
+        extras = tuple(jax.lax.stop_gradient(e) for e in extras)
+        inputs = (x.astype(compute_dtype(x.dtype)), as_targets(y), *extras, key)
         if zero_budget and hashable(logits_fn):  # an unhashable model runs eagerly, as ever
             # The ball of radius 0 holds only x: nothing to search, nothing to compile. The
             # loop is still traced (not run), so its own checks (a loss's class count) raise.
-            jax.eval_shape(lambda x, y, key: run(logits_fn, x, y, key=key), *inputs)
+            jax.eval_shape(lambda *a: run(logits_fn, *a[:-1], key=a[-1]), *inputs)
             return enforce(x, x, constraints)
-        out = run(logits_fn, *inputs[:2], key=key)
+        out = run(logits_fn, *inputs[:-1], key=key)
         x_adv, *extras = out if tuple_output else (out,)
         x_adv = enforce(x, jax.lax.stop_gradient(x_adv), constraints)
         return (x_adv, *extras) if tuple_output else x_adv
@@ -430,6 +447,7 @@ def guarded(
         clip_max=clip_max,
         min_classes=min_classes,
         tuple_output=tuple_output,
+        check_extras=check_extras,
     )
     attack.attack_name = name
     attack.min_classes = min_classes

@@ -14,17 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from advjax._checks import (
-    as_targets,
-    check_batch,
-    check_classes,
-    check_epsilon,
-    check_positive_int,
-    check_range,
-)
-from advjax._compile import hashable
+from advjax._checks import check_epsilon, check_positive_int, check_range
 from advjax.attacks._core import Attack, _select, project_to_threat
-from advjax.attacks._guard import Constraints, compute_dtype, enforce, guarded
+from advjax.attacks._guard import guarded
 from advjax.attacks._threat import ThreatModel, get_threat_model, l2, linf, per_norm
 from advjax.losses import as_labels, ce, cw_margin
 
@@ -706,19 +698,21 @@ def square_from(
       clip_max: upper end of the valid input range.
 
     Returns:
-      ``run(logits_fn, x, y, start, use, *, key) -> x_adv``: ``x`` ``[B, ...]``
-      inputs in the range, ``y`` ``[B]`` labels (or probability rows),
-      ``start`` ``[B, ...]`` start points (projected onto the ball ∩ box; an
-      example whose start is not finite uses Square's own start), ``use``
+      ``attack(logits_fn, x, y, start, use, *, key) -> x_adv`` with every
+      attack's validation layer (:func:`~advjax.attacks._guard.guarded`): ``x``
+      ``[B, ...]`` inputs in the range, ``y`` ``[B]`` labels (or probability
+      rows), ``start`` ``[B, ...]`` start points (projected onto the ball ∩ box;
+      an example whose start is not finite uses Square's own start), ``use``
       ``[B]`` bool (``False``: Square's own start). ``x_adv`` is in the ball and
-      the box, in ``x``'s dtype. ``run.inner`` is the same search without the
-      input checks (for callers that checked already, inside ``vmap``).
+      the box, in ``x``'s dtype. :func:`~advjax.attacks.per_example_keys` gives
+      it one key per example.
 
     Raises:
-      ValueError: when built: a threat model with no Square scheme, or a bad
-        budget, range, query count or ``p_init``; when run: ``start`` not of
-        ``x``'s shape, ``use`` not a ``[B]`` bool array, or the input checks of
-        :func:`square` (shapes, labels, range, NaNs).
+      ValueError, InvalidInputError: when built: a threat model with no Square
+        scheme, or a bad budget, range, query count or ``p_init``; when run:
+        ``start`` not of ``x``'s shape, ``use`` not a ``[B]`` bool array, or the
+        input checks of every attack (shapes, labels, range, NaNs), eagerly
+        and under ``jax.jit``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -735,17 +729,13 @@ def square_from(
     scheme, settings = _checked_settings(
         eps, norm, queries, p_init, False, "margin", clip_min, clip_max
     )
-    constraints = Constraints(settings.threat, eps, float(clip_min), float(clip_max))
 
-    def inner(logits_fn, x, y, start, use, *, key):
-        per_example = start.reshape(start.shape[0], -1)
-        use = use & jnp.all(jnp.isfinite(per_example), -1)
+    def run(logits_fn, x, y, start, use, *, key):
+        use = use & jnp.all(jnp.isfinite(start.reshape(start.shape[0], -1)), -1)
         start = jnp.where(jnp.isfinite(start), start, x)
-        x_best, _ = _search(logits_fn, x, y, key, scheme, settings, (start, use))
-        return enforce(x, x_best, constraints)
+        return _search(logits_fn, x, y, key, scheme, settings, (start, use))[0]
 
-    def check(logits_fn, x, y, start, use):
-        check_classes(check_batch(logits_fn, x, y, clip_min, clip_max), 2, "square_from")
+    def check_starts(x, start, use):
         if start.shape != x.shape:
             raise ValueError(f"start must have x's shape {x.shape}, got {start.shape}.")
         if use.shape != x.shape[:1] or use.dtype != jnp.bool_:
@@ -754,17 +744,12 @@ def square_from(
                 f"got {use.dtype} {use.shape}."
             )
 
-    compiled = jax.jit(inner, static_argnums=0)
-
-    def run(logits_fn, x, y, start, use, *, key):
-        x, y, start, use = (jnp.asarray(a) for a in (x, y, start, use))
-        check(logits_fn, x, y, start, use)
-        x, start = jax.lax.stop_gradient(x), jax.lax.stop_gradient(start)  # as every attack
-        x_in = x.astype(compute_dtype(x.dtype))
-        out = (compiled if hashable(logits_fn) else inner)(
-            logits_fn, x_in, as_targets(y), start.astype(x_in.dtype), use, key=key
-        )
-        return enforce(x, out, constraints)  # in x's dtype, still in the ball and the box
-
-    run.inner = inner
-    return run
+    return guarded(
+        run,
+        name="square_from",
+        eps=eps,
+        norm=settings.threat,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        check_extras=check_starts,
+    )

@@ -172,7 +172,8 @@ def per_example_keys(attack: Attack) -> Attack:
         leaves all have a leading batch axis).
 
     Returns:
-      ``attack(logits_fn, x, y, *, key)`` with ``key`` a key array ``[B]``.
+      ``attack(logits_fn, x, y, *, key)`` with ``key`` a key array ``[B]`` (an
+      attack taking further per-example arrays after ``y`` gets them split too).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -189,12 +190,12 @@ def per_example_keys(attack: Attack) -> Attack:
     """
 
     def vmapped(run):
-        def per_example(logits_fn, x, y, *, key):
-            def one(xi, yi, ki):
-                out = run(logits_fn, xi[None], yi[None], key=ki)
+        def per_example(logits_fn, x, y, *extras, key):
+            def one(xi, yi, ki, *ei):
+                out = run(logits_fn, xi[None], yi[None], *(e[None] for e in ei), key=ki)
                 return jax.tree.map(lambda leaf: leaf[0], out)
 
-            return jax.vmap(one)(x, y, key)
+            return jax.vmap(one)(x, y, key, *extras)
 
         return per_example
 

@@ -78,3 +78,23 @@ def test_no_gradient_flows_through_the_search_as_with_square():
         return run(_logits_fn, x, Y, START, USE, key=jax.random.key(0)).sum()
 
     assert float(jnp.abs(jax.grad(total)(X)).max()) == 0.0
+
+
+def test_an_attack_without_extras_refuses_them_clearly():
+    with pytest.raises(TypeError, match="takes \\(logits_fn, x, y, \\*, key\\)"):
+        square(0.05, queries=5)(_logits_fn, X, Y, START, key=jax.random.key(0))
+
+
+def test_per_example_keys_splits_the_starts_too():
+    from advjax.attacks import per_example_keys
+
+    run = per_example_keys(square_from(0.05, queries=15))
+    keys = jax.random.split(jax.random.key(5), 6)
+    both = run(_logits_fn, X, Y, START, USE, key=keys)
+    alone = run(_logits_fn, X[2:3], Y[2:3], START[2:3], USE[2:3], key=keys[2:3])
+    np.testing.assert_array_equal(both[2:3], alone)
+
+
+def test_a_zero_budget_returns_the_input_with_starts_given():
+    out = square_from(0.0, queries=5)(_logits_fn, X, Y, START, USE, key=jax.random.key(0))
+    np.testing.assert_array_equal(out, X)

@@ -39,3 +39,10 @@ def test_tiny_square_starts_benchmark_compares_both_starts(run_benchmark):
     proc = run_benchmark("square_starts.py", "--tiny")
     (line,) = [row for row in proc.stdout.splitlines() if row.startswith("untrained")]
     assert "own start [" in line and "from APGD's closest point [" in line, line
+
+
+@pytest.mark.slow
+def test_tiny_malt_targets_benchmark_reports_every_cap(run_benchmark):
+    proc = run_benchmark("malt_targets.py", "--tiny", "--caps", "3,1")
+    lines = [row for row in proc.stdout.splitlines() if row.startswith("untrained")]
+    assert [row.split("at most ")[1].split(" ")[0] for row in lines] == ["3", "1"]
